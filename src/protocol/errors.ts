@@ -1,0 +1,41 @@
+/**
+ * One registry of coded errors: the `code` on the wire (HTTP `error.code` and WebSocket `error` events),
+ * the HTTP status it maps to, and the default human message. docs/API.md lists the same table.
+ */
+export const ErrorCodes = {
+  bad_request: { status: 400, message: 'The request is malformed or fails its schema.' },
+  invalid_message: { status: 400, message: 'The message is empty or contains control characters.' },
+  message_too_long: { status: 400, message: 'The message is longer than the maximum length.' },
+  unauthorized: { status: 401, message: 'A valid bearer token is required.' },
+  forbidden: { status: 403, message: 'You are not allowed to do this.' },
+  not_found: { status: 404, message: 'Not found.' },
+  chat_closed: { status: 409, message: 'The chat is not open right now.' },
+  chat_disabled: { status: 503, message: 'The chat is turned off.' },
+  payload_too_large: { status: 413, message: 'The request body is too large.' },
+  unsupported_media_type: { status: 415, message: 'Send the request body as application/json.' },
+  rate_limited: { status: 429, message: 'Too many requests; retry later.' },
+  too_many_connections: { status: 429, message: 'Too many open connections for this user.' },
+  not_ready: { status: 503, message: 'A dependency is not reachable.' },
+  internal_error: { status: 500, message: 'Something went wrong on our side.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export const ERROR_CODE_LIST = Object.keys(ErrorCodes) as ErrorCode[];
+
+/** An error that carries its wire code. Thrown by domain and service code, mapped at the transport edge. */
+export class ChatError extends Error {
+  readonly code: ErrorCode;
+  readonly retryAfterMs: number | undefined;
+
+  constructor(code: ErrorCode, message?: string, options?: { retryAfterMs?: number }) {
+    super(message ?? ErrorCodes[code].message);
+    this.name = 'ChatError';
+    this.code = code;
+    this.retryAfterMs = options?.retryAfterMs;
+  }
+
+  get status(): number {
+    return ErrorCodes[this.code].status;
+  }
+}

@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import { ERROR_CODE_LIST } from './errors.js';
+import { ChatMessageSchema, ClientMsgId, SessionInfoSchema } from './messages.js';
+
+/** Request and response bodies of the HTTP API (SPEC §4). The route schemas and OpenAPI are built from these. */
+
+export const Phase = z.enum(['pre_draw', 'post_draw', 'closed']);
+export type Phase = z.infer<typeof Phase>;
+
+export const ErrorBody = z
+  .object({
+    error: z.object({
+      code: z.enum(ERROR_CODE_LIST as [string, ...string[]]),
+      message: z.string(),
+      retry_after_ms: z.number().int().optional(),
+    }),
+  })
+  .describe('Every error response has this shape');
+
+export const StatusResponse = z.object({
+  enabled: z.boolean(),
+  is_active: z.boolean(),
+  phase: Phase,
+  server_time: z.string(),
+  next_draw_time: z.string().nullable().describe('The earliest draw at or after server_time'),
+  opens_at: z.string().nullable().describe('Start of the current window, or of the next one when closed'),
+  closes_at: z.string().nullable().describe('End of the current window, or of the next one when closed'),
+  session: SessionInfoSchema.nullable(),
+  settings: z.object({
+    max_messages_per_minute: z.number().int(),
+    history_limit: z.number().int(),
+    max_message_length: z.number().int(),
+  }),
+});
+export type StatusResponse = z.infer<typeof StatusResponse>;
+
+const positiveIntString = z.coerce.number().int().positive();
+
+export const HistoryQuery = z.object({
+  session_id: positiveIntString.optional(),
+  limit: positiveIntString.optional().describe('Page size; values above the history limit are clamped to it'),
+  before_id: positiveIntString.optional(),
+  after_id: z.coerce.number().int().nonnegative().optional(),
+});
+export const HistoryResponse = z.object({
+  session_id: z.number().int().positive().nullable(),
+  messages: z.array(ChatMessageSchema),
+  has_more: z.boolean(),
+});
+export type HistoryResponse = z.infer<typeof HistoryResponse>;
+
+export const SendMessageBody = z.object({
+  message: z.string(),
+  client_msg_id: ClientMsgId.optional(),
+  session_id: z.number().int().positive().optional().describe('Must be the active session when given'),
+});
+
+export const SessionLikeBody = z.object({ session_id: z.number().int().positive().optional() }).optional();
+export const SessionLikeResponse = z.object({ session_id: z.number().int().positive(), total_likes: z.number().int() });
+
+export const MessageIdParams = z.object({ message_id: positiveIntString });
+export const MessageLikeResponse = z.object({
+  message_id: z.number().int().positive(),
+  likes: z.number().int().nonnegative(),
+  liked: z.boolean(),
+});
+
+export const SessionIdParams = z.object({ session_id: positiveIntString });
+export const WinnersBody = z.object({ user_ids: z.array(z.string().min(1).max(256)).max(1000) });
+export const WinnersResponse = z.object({ session_id: z.number().int().positive(), user_ids: z.array(z.string()) });
+
+export const UserIdParams = z.object({ user_id: z.string().min(1).max(256) });
+export const UserProfileBody = z.object({
+  username: z.string().trim().min(1).max(100).optional(),
+  profile_pic: z.string().url().max(2048).nullable().optional(),
+});
+export const UserResponse = z.object({
+  user_id: z.string(),
+  username: z.string(),
+  profile_pic: z.string().nullable(),
+});
+
+export const DevTokenBody = z.object({
+  username: z.string().trim().min(1).max(100),
+  picture: z.string().url().max(2048).optional(),
+  roles: z.array(z.string().min(1).max(100)).max(20).optional(),
+});
+export const DevTokenResponse = z.object({ token: z.string(), user_id: z.string(), expires_at: z.string() });
