@@ -1,0 +1,567 @@
+import type { Settings } from '../config/settings.js';
+import type { Clock } from '../domain/clock.js';
+import { normalizeMessageText } from '../domain/message-text.js';
+import { SlidingWindowLimiter, TokenBucketLimiter } from '../domain/rate-limit.js';
+import type { DrawSchedule, DrawWindow } from '../domain/schedule.js';
+import type { Metrics } from '../observability/metrics.js';
+import { CloseCode } from '../protocol/close-codes.js';
+import { ChatError } from '../protocol/errors.js';
+import type { HistoryResponse, StatusResponse } from '../protocol/http.js';
+import type { ChatMessage, SessionInfo, You } from '../protocol/messages.js';
+import type { Bus, BusEvent } from '../realtime/bus.js';
+import { Hub } from '../realtime/hub.js';
+import type { ChatStore, SessionRecord, StoredMessage, WriteBatch, WriteBatchResult } from '../store/types.js';
+import { CommitQueue } from './commit-queue.js';
+import { toWireMessage, toWireSession } from './wire.js';
+
+/** The person behind a request or socket, after their token was checked and their profile resolved. */
+export interface ChatUser {
+  userId: string;
+  username: string;
+  profilePic: string | null;
+  isHost: boolean;
+}
+
+/** What identity the auth layer hands over; matches `AuthIdentity` of src/http/auth. */
+export interface IdentityInput {
+  userId: string;
+  claimName: string | null;
+  claimPicture: string | null;
+  fallbackName: string;
+  isHost: boolean;
+}
+
+export interface Log {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+export interface ChatServiceDeps {
+  settings: Settings;
+  store: ChatStore;
+  clock: Clock;
+  schedule: DrawSchedule;
+  bus: Bus;
+  metrics: Metrics;
+  log: Log;
+}
+
+/** Messages of the active session kept in memory: `init`, resume and recent history are served from here. */
+const RECENT_LIMIT = 2000;
+/** Session hearts: a burst of 50, then 20 a second, per user. A person tapping fast never reaches it. */
+const HEART_BURST = 50;
+const HEARTS_PER_SECOND = 20;
+/** Message likes and unlikes: a burst of 30, then 10 a second, per user. */
+const LIKE_BURST = 30;
+const LIKES_PER_SECOND = 10;
+/** Profiles resolved from a token are reused this long before the users table is touched again. */
+const USER_CACHE_MS = 60_000;
+
+interface ActiveSession {
+  readonly record: SessionRecord;
+  winners: Set<string>;
+  /** Ascending ids, at most RECENT_LIMIT. */
+  recent: StoredMessage[];
+  /** True when `recent` holds every message of the session (nothing older exists). */
+  recentComplete: boolean;
+  byClientId: Map<string, StoredMessage>;
+  totalLikes: number;
+}
+
+export class ChatService {
+  readonly hub: Hub;
+  readonly #deps: ChatServiceDeps;
+  readonly #queue: CommitQueue;
+  readonly #messageLimiter: SlidingWindowLimiter;
+  readonly #heartLimiter: TokenBucketLimiter;
+  readonly #likeLimiter: TokenBucketLimiter;
+  readonly #users = new Map<string, { user: ChatUser; key: string; until: number }>();
+  #active: ActiveSession | null = null;
+  /** While closed: the instant the next window opens (null: none scheduled); avoids recomputing per call. */
+  #closedUntil: number | null | undefined;
+  #refreshing: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
+  #unsubscribeClock: (() => void) | undefined;
+  #stopped = false;
+
+  constructor(deps: ChatServiceDeps) {
+    this.#deps = deps;
+    const { clock, settings, metrics } = deps;
+    this.hub = new Hub({
+      onPresence: (sessionId, userId, active) => this.#onPresence(sessionId, userId, active),
+      onDeliveryLatency: (ms) => metrics.deliveryLatency.observe(ms / 1000),
+      onSlowConsumer: (conn) => {
+        metrics.slowConsumers.inc();
+        deps.log.warn({ conn: conn.id, user: conn.userId, session: conn.sessionId }, 'slow consumer cut off');
+      },
+    });
+    this.#queue = new CommitQueue(
+      deps.store,
+      (batch, result, at) => this.#onCommitted(batch, result, at),
+      (err, batch) =>
+        deps.log.error(
+          { err, messages: batch.messages.length, hearts: batch.hearts.length, likes: batch.messageLikes.length },
+          'group commit failed',
+        ),
+      () => clock.now(),
+    );
+    this.#messageLimiter = new SlidingWindowLimiter(settings.maxMessagesPerMinute, 60_000, clock);
+    this.#heartLimiter = new TokenBucketLimiter(HEART_BURST, HEARTS_PER_SECOND, clock);
+    this.#likeLimiter = new TokenBucketLimiter(LIKE_BURST, LIKES_PER_SECOND, clock);
+    deps.bus.subscribe((events) => this.#onBus(events));
+  }
+
+  get settings(): Settings {
+    return this.#deps.settings;
+  }
+
+  async start(): Promise<void> {
+    await this.#deps.store.resetViewers();
+    this.#unsubscribeClock = this.#deps.clock.onJump?.(() => void this.refresh());
+    this.#sweeper = setInterval(() => {
+      this.#messageLimiter.sweep();
+      this.#heartLimiter.sweep();
+      this.#likeLimiter.sweep();
+      const now = this.#deps.clock.now();
+      for (const [id, u] of this.#users) if (u.until < now) this.#users.delete(id);
+    }, 30_000);
+    this.#sweeper.unref();
+    await this.refresh();
+  }
+
+  /** Stops timers and commits what is queued. Sockets are closed by the transport before this. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#unsubscribeClock?.();
+    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    await this.#refreshing;
+    await this.#queue.close();
+  }
+
+  // ------------------------------------------------------------------ sessions and windows
+
+  /** Re-reads the schedule at the clock's current instant: opens or closes the session window. */
+  refresh(): Promise<void> {
+    const next = (this.#refreshing ?? Promise.resolve()).then(() => this.#refreshNow());
+    const tracked = next.catch((err) => this.#deps.log.error({ err }, 'session refresh failed'));
+    this.#refreshing = tracked.finally(() => {
+      if (this.#refreshing === tracked) this.#refreshing = undefined;
+    });
+    return next;
+  }
+
+  async #refreshNow(): Promise<void> {
+    if (this.#stopped) return;
+    const { clock, settings, schedule, store } = this.#deps;
+    const now = clock.now();
+    const window = settings.enabled ? schedule.windowAt(now) : null;
+    const active = this.#active;
+    if (active && (!window || window.drawTime !== active.record.drawTime)) {
+      this.#active = null;
+      const reason = settings.enabled ? 'window_ended' : 'disabled';
+      this.hub.closeRoom(
+        active.record.id,
+        { type: 'chat_closed', session_id: active.record.id, reason },
+        CloseCode.CHAT_CLOSED,
+        'chat closed',
+      );
+      this.#deps.metrics.viewers.remove({ session_id: String(active.record.id) });
+      this.#deps.log.info({ session: active.record.id }, 'chat window closed');
+    }
+    if (window && !this.#active) {
+      this.#active = await this.#activate(window);
+      await store.setActiveSession(this.#active.record.id);
+      this.#deps.log.info(
+        { session: this.#active.record.id, draw_time: new Date(window.drawTime).toISOString() },
+        'chat window open',
+      );
+    } else if (!window && active) {
+      await store.setActiveSession(null);
+    }
+    this.#closedUntil = this.#active ? undefined : (schedule.nextWindow(now)?.startsAt ?? null);
+    this.#arm(now);
+  }
+
+  async #activate(window: DrawWindow): Promise<ActiveSession> {
+    const { store } = this.#deps;
+    const record = await store.ensureSession(window);
+    const [winners, page] = await Promise.all([
+      store.getWinners(record.id),
+      store.listMessages(record.id, { limit: RECENT_LIMIT }),
+    ]);
+    const session: ActiveSession = {
+      record,
+      winners: new Set(winners),
+      recent: page.messages,
+      recentComplete: !page.hasMore,
+      byClientId: new Map(),
+      totalLikes: record.totalLikes,
+    };
+    for (const m of page.messages) if (m.clientMsgId) session.byClientId.set(clientKey(m.userId, m.clientMsgId), m);
+    return session;
+  }
+
+  #arm(now: number): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#stopped) return;
+    const boundary = this.#active ? this.#active.record.endsAt : this.#closedUntil;
+    // Re-read the schedule at least every minute: timers drift and the clock may be adjusted.
+    const delay = boundary == null ? 60_000 : Math.min(Math.max(boundary - now, 0), 60_000);
+    this.#timer = setTimeout(() => void this.refresh(), delay);
+    this.#timer.unref();
+  }
+
+  /** The session whose window is open now, or null. Always agrees with the clock, timers or not. */
+  async activeSession(): Promise<ActiveSession | null> {
+    const now = this.#deps.clock.now();
+    const a = this.#active;
+    if (a && now >= a.record.startsAt && now < a.record.endsAt && this.#deps.settings.enabled) return a;
+    if (!a && this.#closedUntil !== undefined && (this.#closedUntil === null || now < this.#closedUntil)) {
+      return null;
+    }
+    await this.refresh();
+    return this.#active;
+  }
+
+  viewerCount(sessionId: number): number {
+    return this.hub.localViewers(sessionId);
+  }
+
+  #sessionInfo(s: ActiveSession): SessionInfo {
+    return toWireSession(s.record, {
+      isActive: true,
+      totalLikes: s.totalLikes,
+      viewerCount: this.viewerCount(s.record.id),
+    });
+  }
+
+  async status(): Promise<StatusResponse> {
+    const { clock, settings, schedule } = this.#deps;
+    const now = clock.now();
+    const active = await this.activeSession();
+    const window = active ? active.record : settings.enabled ? schedule.nextWindow(now) : null;
+    const next = settings.enabled ? schedule.nextDrawAt(now) : null;
+    const iso = (t: number | null | undefined) => (t == null ? null : new Date(t).toISOString());
+    const phase = active ? (now < active.record.drawTime ? 'pre_draw' : 'post_draw') : 'closed';
+    return {
+      enabled: settings.enabled,
+      is_active: active !== null,
+      phase,
+      server_time: new Date(now).toISOString(),
+      next_draw_time: iso(next),
+      opens_at: iso(window?.startsAt),
+      closes_at: iso(window?.endsAt),
+      session: active ? this.#sessionInfo(active) : null,
+      settings: {
+        max_messages_per_minute: settings.maxMessagesPerMinute,
+        history_limit: settings.historyLimit,
+        max_message_length: settings.maxMessageLength,
+      },
+    };
+  }
+
+  /** The active session if `sessionId` is it; otherwise the right error. */
+  async requireActive(sessionId?: number): Promise<ActiveSession> {
+    if (!this.#deps.settings.enabled) throw new ChatError('chat_disabled');
+    const active = await this.activeSession();
+    if (sessionId !== undefined && active?.record.id !== sessionId) {
+      const exists = await this.#deps.store.getSession(sessionId);
+      if (!exists) throw new ChatError('not_found', `Session ${sessionId} does not exist.`);
+      throw new ChatError('chat_closed', `Session ${sessionId} is not open.`);
+    }
+    if (!active) throw new ChatError('chat_closed');
+    return active;
+  }
+
+  // ------------------------------------------------------------------ users
+
+  async resolveUser(identity: IdentityInput): Promise<ChatUser> {
+    const now = this.#deps.clock.now();
+    const key = `${identity.claimName}\u0000${identity.claimPicture}\u0000${identity.fallbackName}\u0000${identity.isHost}`;
+    const cached = this.#users.get(identity.userId);
+    if (cached && cached.key === key && cached.until > now) return cached.user;
+    const record = await this.#deps.store.upsertUserFromClaims({
+      id: identity.userId,
+      claimName: identity.claimName,
+      claimPicture: identity.claimPicture,
+      fallbackName: identity.fallbackName,
+      at: now,
+    });
+    const user: ChatUser = {
+      userId: record.id,
+      username: record.username,
+      profilePic: record.profilePic,
+      isHost: identity.isHost,
+    };
+    this.#users.set(identity.userId, { user, key, until: now + USER_CACHE_MS });
+    return user;
+  }
+
+  async setUserProfile(userId: string, profile: { username?: string; profilePic?: string | null }) {
+    const record = await this.#deps.store.setUserProfile(userId, profile, this.#deps.clock.now());
+    this.#users.delete(userId);
+    return record;
+  }
+
+  // ------------------------------------------------------------------ writes
+
+  async sendMessage(
+    user: ChatUser,
+    input: { message: string; clientMsgId?: string; sessionId?: number },
+  ): Promise<{ message: ChatMessage; duplicate: boolean }> {
+    const session = await this.requireActive(input.sessionId);
+    const text = normalizeMessageText(input.message, this.#deps.settings.maxMessageLength);
+    const sessionId = session.record.id;
+    if (input.clientMsgId) {
+      const known = session.byClientId.get(clientKey(user.userId, input.clientMsgId));
+      if (known) return { message: toWireMessage(known, session.winners), duplicate: true };
+    }
+    const limiterKey = `${sessionId}:${user.userId}`;
+    const decision = this.#messageLimiter.tryTake(limiterKey);
+    if (!decision.ok) {
+      throw new ChatError('rate_limited', `You can send ${this.#deps.settings.maxMessagesPerMinute} messages a minute.`, {
+        retryAfterMs: decision.retryAfterMs,
+      });
+    }
+    let result: { message: StoredMessage; duplicate: boolean };
+    try {
+      result = await this.#queue.message({
+        sessionId,
+        userId: user.userId,
+        username: user.username,
+        profilePic: user.profilePic,
+        isHost: user.isHost,
+        message: text,
+        clientMsgId: input.clientMsgId ?? null,
+        createdAt: this.#deps.clock.now(),
+      });
+    } catch (err) {
+      this.#messageLimiter.refund(limiterKey);
+      throw err;
+    }
+    if (result.duplicate) this.#messageLimiter.refund(limiterKey);
+    const winners = this.#active?.record.id === sessionId ? this.#active.winners : session.winners;
+    return { message: toWireMessage(result.message, winners), duplicate: result.duplicate };
+  }
+
+  async likeSession(user: ChatUser, sessionId?: number): Promise<{ session_id: number; total_likes: number }> {
+    const session = await this.requireActive(sessionId);
+    const id = session.record.id;
+    const decision = this.#heartLimiter.tryTake(`${id}:${user.userId}`);
+    if (!decision.ok) {
+      throw new ChatError('rate_limited', 'Too many hearts; slow down a little.', {
+        retryAfterMs: decision.retryAfterMs,
+      });
+    }
+    const total = await this.#queue.hearts(id, 1);
+    return { session_id: id, total_likes: total };
+  }
+
+  async likeMessage(
+    user: ChatUser,
+    messageId: number,
+    liked: boolean,
+  ): Promise<{ message_id: number; likes: number; liked: boolean }> {
+    const message = this.#recentMessage(messageId) ?? (await this.#deps.store.getMessage(messageId));
+    if (!message) throw new ChatError('not_found', `Message ${messageId} does not exist.`);
+    await this.requireActive(message.sessionId);
+    const decision = this.#likeLimiter.tryTake(`${message.sessionId}:${user.userId}`);
+    if (!decision.ok) {
+      throw new ChatError('rate_limited', 'Too many likes; slow down a little.', {
+        retryAfterMs: decision.retryAfterMs,
+      });
+    }
+    const result = await this.#queue.messageLike({
+      messageId,
+      userId: user.userId,
+      liked,
+      at: this.#deps.clock.now(),
+    });
+    if (!result) throw new ChatError('not_found', `Message ${messageId} does not exist.`);
+    return { message_id: messageId, likes: result.likes, liked };
+  }
+
+  async setWinners(sessionId: number, userIds: readonly string[]): Promise<{ session_id: number; user_ids: string[] }> {
+    const { store, clock, bus } = this.#deps;
+    if (!(await store.getSession(sessionId))) throw new ChatError('not_found', `Session ${sessionId} does not exist.`);
+    const unique = [...new Set(userIds)];
+    await store.setWinners(sessionId, unique, clock.now());
+    bus.publish([{ kind: 'winners', sessionId, userIds: unique }]);
+    return { session_id: sessionId, user_ids: unique };
+  }
+
+  async deleteMessage(messageId: number): Promise<void> {
+    const deleted = await this.#deps.store.deleteMessage(messageId, this.#deps.clock.now());
+    if (!deleted) throw new ChatError('not_found', `Message ${messageId} does not exist.`);
+    this.#deps.bus.publish([{ kind: 'message_deleted', sessionId: deleted.sessionId, messageId }]);
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  async history(
+    userId: string | null,
+    query: { session_id?: number; limit?: number; before_id?: number; after_id?: number },
+  ): Promise<HistoryResponse> {
+    const { store, settings, clock } = this.#deps;
+    let sessionId = query.session_id;
+    if (sessionId === undefined) {
+      const active = settings.enabled ? await this.activeSession() : null;
+      sessionId = active?.record.id ?? (await store.latestSessionStartedBy(clock.now()))?.id;
+      if (sessionId === undefined) return { session_id: null, messages: [], has_more: false };
+    } else if (this.#active?.record.id !== sessionId && !(await store.getSession(sessionId))) {
+      throw new ChatError('not_found', `Session ${sessionId} does not exist.`);
+    }
+    const limit = Math.min(query.limit ?? settings.historyLimit, settings.historyLimit);
+    const page = await store.listMessages(sessionId, {
+      limit,
+      beforeId: query.before_id,
+      afterId: query.after_id,
+    });
+    const winners =
+      this.#active?.record.id === sessionId ? this.#active.winners : new Set(await store.getWinners(sessionId));
+    const liked = userId ? await store.likedMessageIds(userId, page.messages.map((m) => m.id)) : new Set<number>();
+    return {
+      session_id: sessionId,
+      messages: page.messages.map((m) => toWireMessage(m, winners, liked.has(m.id))),
+      has_more: page.hasMore,
+    };
+  }
+
+  /**
+   * Everything a new socket needs for `init`: the session, who you are, counts, and recent history or every
+   * message after `since`. Call after `hub.join` so nothing published meanwhile is lost.
+   */
+  async initPayload(
+    user: ChatUser,
+    sessionId: number,
+    since: number | undefined,
+  ): Promise<{ session: SessionInfo; you: You; messages: ChatMessage[]; lastMessageId: number; totalLikes: number }> {
+    const session = await this.requireActive(sessionId);
+    const { store, settings } = this.#deps;
+    let messages: StoredMessage[];
+    const recent = session.recent;
+    if (since === undefined) {
+      messages = recent.slice(-settings.historyLimit);
+    } else if (recent.length > 0 && (session.recentComplete || since >= recent[0]!.id - 1)) {
+      messages = recent.filter((m) => m.id > since);
+    } else if (recent.length === 0 && session.recentComplete) {
+      messages = [];
+    } else {
+      messages = await store.messagesAfter(sessionId, since, 100_000);
+    }
+    const lastMessageId = Math.max(since ?? 0, messages.at(-1)?.id ?? 0);
+    const liked = messages.length ? await store.likedMessageIds(user.userId, messages.map((m) => m.id)) : new Set();
+    return {
+      session: this.#sessionInfo(session),
+      you: {
+        user_id: user.userId,
+        username: user.username,
+        profile_pic: user.profilePic,
+        is_host: user.isHost,
+        is_winner: session.winners.has(user.userId),
+      },
+      messages: messages.map((m) => toWireMessage(m, session.winners, liked.has(m.id))),
+      lastMessageId,
+      totalLikes: session.totalLikes,
+    };
+  }
+
+  /** Commits whatever is queued (shutdown, tests). */
+  drain(): Promise<void> {
+    return this.#queue.drain();
+  }
+
+  // ------------------------------------------------------------------ after commit
+
+  #onCommitted(batch: WriteBatch, result: WriteBatchResult, committedAt: number): void {
+    const { metrics } = this.#deps;
+    const events: BusEvent[] = [];
+    metrics.commitBatchSize.observe(
+      batch.messages.length + batch.hearts.length + batch.messageLikes.length + batch.viewers.length,
+    );
+    for (const r of result.messages) {
+      if (r.duplicate) continue;
+      metrics.messages.inc();
+      events.push({ kind: 'message', sessionId: r.message.sessionId, message: r.message, committedAt });
+    }
+    let hearts = 0;
+    for (const h of batch.hearts) hearts += h.count;
+    if (hearts > 0) metrics.sessionHearts.inc(hearts);
+    for (const h of result.hearts) {
+      events.push({ kind: 'session_likes', sessionId: h.sessionId, totalLikes: h.totalLikes });
+    }
+    result.messageLikes.forEach((r, i) => {
+      if (!r?.changed) return;
+      metrics.messageLikes.inc({ action: batch.messageLikes[i]!.liked ? 'like' : 'unlike' });
+      events.push({ kind: 'message_likes', sessionId: r.sessionId, messageId: r.messageId, likes: r.likes });
+    });
+    this.#deps.bus.publish(events);
+  }
+
+  #onBus(events: readonly BusEvent[]): void {
+    for (const e of events) {
+      const active = this.#active?.record.id === e.sessionId ? this.#active : null;
+      switch (e.kind) {
+        case 'message': {
+          if (active) this.#remember(active, e.message);
+          const winners = active?.winners ?? new Set<string>();
+          this.hub.publish(e.sessionId, { type: 'new_message', message: toWireMessage(e.message, winners) }, e.committedAt);
+          break;
+        }
+        case 'session_likes':
+          if (active) active.totalLikes = Math.max(active.totalLikes, e.totalLikes);
+          this.hub.setTotalLikes(e.sessionId, e.totalLikes);
+          break;
+        case 'message_likes': {
+          const m = active?.recent.find((r) => r.id === e.messageId);
+          if (m) m.likes = e.likes;
+          this.hub.setMessageLikes(e.sessionId, e.messageId, e.likes);
+          break;
+        }
+        case 'message_deleted':
+          if (active) {
+            active.recent = active.recent.filter((m) => m.id !== e.messageId);
+          }
+          this.hub.publish(e.sessionId, { type: 'message_deleted', session_id: e.sessionId, message_id: e.messageId });
+          break;
+        case 'winners':
+          if (active) active.winners = new Set(e.userIds);
+          this.hub.publish(e.sessionId, { type: 'winner_update', session_id: e.sessionId, user_ids: e.userIds });
+          break;
+      }
+    }
+  }
+
+  #remember(session: ActiveSession, m: StoredMessage): void {
+    const last = session.recent.at(-1);
+    if (last && m.id <= last.id) return;
+    session.recent.push(m);
+    if (m.clientMsgId) session.byClientId.set(clientKey(m.userId, m.clientMsgId), m);
+    if (session.recent.length > RECENT_LIMIT * 1.25) {
+      const dropped = session.recent.splice(0, session.recent.length - RECENT_LIMIT);
+      session.recentComplete = false;
+      for (const d of dropped) if (d.clientMsgId) session.byClientId.delete(clientKey(d.userId, d.clientMsgId));
+    }
+  }
+
+  #recentMessage(id: number): StoredMessage | undefined {
+    const recent = this.#active?.recent;
+    if (!recent || recent.length === 0 || id < recent[0]!.id) return undefined;
+    return recent.find((m) => m.id === id);
+  }
+
+  #onPresence(sessionId: number, userId: string, active: boolean): void {
+    this.#queue.viewer({ sessionId, userId, active, at: this.#deps.clock.now() });
+    const count = this.viewerCount(sessionId);
+    this.#deps.metrics.viewers.set({ session_id: String(sessionId) }, count);
+    this.hub.setViewerCount(sessionId, count);
+  }
+}
+
+function clientKey(userId: string, clientMsgId: string): string {
+  return `${userId}\u0000${clientMsgId}`;
+}

@@ -1,0 +1,141 @@
+import type { NewMessage, StoredMessage, WriteBatch, WriteBatchResult, ChatStore } from '../store/types.js';
+
+type MessageResult = { message: StoredMessage; duplicate: boolean };
+type LikeResult = WriteBatchResult['messageLikes'][number];
+
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Group commit (DESIGN §2): everything submitted while the previous transaction is in flight, or during the
+ * current turn of the event loop, goes into one transaction. `onCommitted` sees each batch and its result
+ * after the commit and before any caller is answered, so events go out in commit order and nothing is
+ * acknowledged before it is durable.
+ */
+export class CommitQueue {
+  #batch: WriteBatch = emptyBatch();
+  #messageWaiters: Waiter<MessageResult>[] = [];
+  #heartWaiters: Array<Waiter<number> & { sessionId: number }> = [];
+  #likeWaiters: Waiter<LikeResult>[] = [];
+  #scheduled = false;
+  #inFlight: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(
+    private readonly store: ChatStore,
+    private readonly onCommitted: (batch: WriteBatch, result: WriteBatchResult, committedAt: number) => void,
+    private readonly onError: (err: unknown, batch: WriteBatch) => void,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  message(message: NewMessage): Promise<MessageResult> {
+    return this.#enqueue((b) => b.messages.push(message), this.#messageWaiters);
+  }
+
+  /** Adds session hearts; resolves with the session's total after the commit. */
+  hearts(sessionId: number, count: number): Promise<number> {
+    this.#assertOpen();
+    return new Promise<number>((resolve, reject) => {
+      this.#batch.hearts.push({ sessionId, count });
+      this.#heartWaiters.push({ resolve, reject, sessionId });
+      this.#schedule();
+    });
+  }
+
+  messageLike(op: WriteBatch['messageLikes'][number]): Promise<LikeResult> {
+    return this.#enqueue((b) => b.messageLikes.push(op), this.#likeWaiters);
+  }
+
+  /** Presence is written with the next batch; nobody waits for it. */
+  viewer(change: WriteBatch['viewers'][number]): void {
+    if (this.#closed) return;
+    this.#batch.viewers.push(change);
+    this.#schedule();
+  }
+
+  /** Resolves when everything submitted so far is committed (or failed). */
+  async drain(): Promise<void> {
+    while (this.#inFlight || this.#scheduled || !isEmpty(this.#batch)) {
+      if (this.#inFlight) await this.#inFlight;
+      else await this.#run();
+    }
+  }
+
+  /** Refuses new work, then drains. */
+  async close(): Promise<void> {
+    await this.drain();
+    this.#closed = true;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new Error('commit queue is closed');
+  }
+
+  #enqueue<T>(add: (b: WriteBatch) => void, waiters: Waiter<T>[]): Promise<T> {
+    this.#assertOpen();
+    return new Promise<T>((resolve, reject) => {
+      add(this.#batch);
+      waiters.push({ resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#inFlight) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      void this.#run();
+    });
+  }
+
+  async #run(): Promise<void> {
+    this.#scheduled = false;
+    if (this.#inFlight || isEmpty(this.#batch)) return;
+    const batch = this.#batch;
+    const messageWaiters = this.#messageWaiters;
+    const heartWaiters = this.#heartWaiters;
+    const likeWaiters = this.#likeWaiters;
+    this.#batch = emptyBatch();
+    this.#messageWaiters = [];
+    this.#heartWaiters = [];
+    this.#likeWaiters = [];
+
+    const run = (async () => {
+      let result: WriteBatchResult;
+      try {
+        result = await this.store.write(batch);
+      } catch (err) {
+        this.onError(err, batch);
+        for (const w of [...messageWaiters, ...heartWaiters, ...likeWaiters]) w.reject(err);
+        return;
+      }
+      try {
+        this.onCommitted(batch, result, this.now());
+      } catch (err) {
+        // Delivery failed, but the batch is durable: acknowledge it anyway; resume fills any gap.
+        this.onError(err, batch);
+      }
+      messageWaiters.forEach((w, i) => w.resolve(result.messages[i]!));
+      likeWaiters.forEach((w, i) => w.resolve(result.messageLikes[i]!));
+      const totals = new Map(result.hearts.map((h) => [h.sessionId, h.totalLikes]));
+      for (const w of heartWaiters) w.resolve(totals.get(w.sessionId) ?? 0);
+    })();
+    this.#inFlight = run;
+    try {
+      await run;
+    } finally {
+      this.#inFlight = undefined;
+      if (!isEmpty(this.#batch)) this.#schedule();
+    }
+  }
+}
+
+function emptyBatch(): WriteBatch {
+  return { messages: [], hearts: [], messageLikes: [], viewers: [] };
+}
+
+function isEmpty(b: WriteBatch): boolean {
+  return b.messages.length + b.hearts.length + b.messageLikes.length + b.viewers.length === 0;
+}

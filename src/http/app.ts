@@ -1,0 +1,129 @@
+import fastifyCors from '@fastify/cors';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import fastifyWebsocket from '@fastify/websocket';
+import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { ChatService } from '../chat/chat-service.js';
+import type { Settings } from '../config/settings.js';
+import type { Clock } from '../domain/clock.js';
+import type { Metrics } from '../observability/metrics.js';
+import { CloseCode } from '../protocol/close-codes.js';
+import { PROTOCOL_VERSION } from '../protocol/messages.js';
+import type { ChatStore } from '../store/types.js';
+import type { DevKeys } from './auth/dev-auth.js';
+import { Authenticator } from './authenticate.js';
+import { errorHandler, sendError } from './errors.js';
+import { WEBSOCKET_DOC } from './openapi.js';
+import { redactUrl } from './redact.js';
+import { adminRoutes } from './routes/admin.js';
+import { chatRoutes } from './routes/chat.js';
+import { devRoutes } from './routes/dev.js';
+import { opsRoutes } from './routes/ops.js';
+import { pageRoutes } from './routes/page.js';
+import { wsRoutes } from './ws.js';
+import type { TokenVerifier } from './auth/verifier.js';
+
+export interface AppDeps {
+  settings: Settings;
+  clock: Clock;
+  service: ChatService;
+  store: ChatStore;
+  metrics: Metrics;
+  verifier: TokenVerifier;
+  devKeys: DevKeys | undefined;
+  logger: FastifyServerOptions['loggerInstance'];
+}
+
+/** The Fastify application: routes, auth, OpenAPI, WebSocket. Wiring of its dependencies is in src/server.ts. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { settings, service, metrics } = deps;
+  let draining = false;
+
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    bodyLimit: settings.maxFrameBytes,
+    trustProxy: settings.trustProxy.length > 0 ? [...settings.trustProxy] : false,
+    // One debug line per request (onResponse below) instead of two info lines; URLs there are redacted.
+    logController: new LogController({ disableRequestLogging: true }),
+    routerOptions: { maxParamLength: 300 },
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler((code) => metrics.errors.inc({ code })));
+  app.setNotFoundHandler((request, reply) => {
+    metrics.errors.inc({ code: 'not_found' });
+    return sendError(reply, 'not_found', `No route ${request.method} ${redactUrl(request.url).split('?')[0]}.`);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.debug(
+      { method: request.method, url: redactUrl(request.url), status: reply.statusCode, ms: reply.elapsedTime },
+      'request',
+    );
+  });
+
+  await app.register(fastifyCors, {
+    origin: settings.corsOrigins.length > 0 ? [...settings.corsOrigins] : false,
+    methods: ['GET', 'POST', 'PUT', 'DELETE'],
+    allowedHeaders: ['authorization', 'content-type', 'x-admin-key'],
+    exposedHeaders: ['retry-after', 'idempotent-replayed'],
+    maxAge: 600,
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'draw-chat',
+        version: `protocol ${PROTOCOL_VERSION}`,
+        description:
+          'Live chat for prize draws: one chat window per scheduled draw. Every `/live-chat` endpoint needs ' +
+          '`Authorization: Bearer <jwt>` (or `X-Admin-Key` where noted). Errors are ' +
+          '`{ "error": { "code", "message" } }`.\n' +
+          WEBSOCKET_DOC,
+      },
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          adminKey: { type: 'apiKey', in: 'header', name: 'X-Admin-Key' },
+        },
+      },
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  await app.register(fastifyWebsocket, {
+    options: {
+      maxPayload: settings.maxFrameBytes,
+      perMessageDeflate: false,
+      clientTracking: true,
+    },
+    errorHandler: (error, socket, request) => {
+      // Peers that vanish mid-frame are routine; anything else is worth a line.
+      request.log.debug({ err: error }, 'websocket error');
+      socket.terminate();
+    },
+    preClose: async function (this: FastifyInstance) {
+      draining = true;
+      service.hub.closeAll(CloseCode.GOING_AWAY, 'server shutting down');
+      for (const ws of this.websocketServer.clients) ws.close(CloseCode.GOING_AWAY, 'server shutting down');
+      await new Promise<void>((resolve) => this.websocketServer.close(() => resolve()));
+    },
+  });
+
+  const auth = new Authenticator(deps.verifier, service, settings.adminApiKey, (result) =>
+    metrics.tokenVerifications.inc({ result }),
+  );
+
+  opsRoutes(app, { store: deps.store, metrics, draining: () => draining });
+  chatRoutes(app, service, auth);
+  adminRoutes(app, service, auth);
+  if (deps.devKeys) devRoutes(app, deps.devKeys, deps.clock);
+  wsRoutes(app, { service, auth, settings, metrics, clock: deps.clock, log: app.log });
+  pageRoutes(app, { devAuth: settings.devAuth });
+
+  return app;
+}

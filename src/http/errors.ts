@@ -1,0 +1,56 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
+import { ChatError, type ErrorCode, ErrorCodes } from '../protocol/errors.js';
+import { AuthError } from './auth/verifier.js';
+
+/** The JSON body of every HTTP error (SPEC §4). */
+export function errorBody(code: ErrorCode, message?: string, retryAfterMs?: number) {
+  return {
+    error: {
+      code,
+      message: message ?? ErrorCodes[code].message,
+      ...(retryAfterMs !== undefined ? { retry_after_ms: retryAfterMs } : {}),
+    },
+  };
+}
+
+export function sendError(reply: FastifyReply, code: ErrorCode, message?: string, retryAfterMs?: number) {
+  if (retryAfterMs !== undefined) reply.header('retry-after', Math.max(1, Math.ceil(retryAfterMs / 1000)));
+  return reply.code(ErrorCodes[code].status).send(errorBody(code, message, retryAfterMs));
+}
+
+/** Maps every error to a coded response; nothing a client sends can produce an uncoded 500. */
+export function errorHandler(onError: (code: ErrorCode) => void) {
+  return (err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const respond = (code: ErrorCode, message?: string, retryAfterMs?: number) => {
+      onError(code);
+      return sendError(reply, code, message, retryAfterMs);
+    };
+    if (err instanceof ChatError) return respond(err.code, err.message, err.retryAfterMs);
+    if (err instanceof AuthError) return respond('unauthorized');
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const first = err.validation[0];
+      const where = first?.instancePath ? ` at ${first.instancePath}` : '';
+      return respond('bad_request', `Invalid ${err.validationContext ?? 'request'}${where}: ${first?.message ?? 'invalid'}`);
+    }
+    if (isResponseSerializationError(err)) {
+      request.log.error({ err }, 'response does not match its schema');
+      return respond('internal_error');
+    }
+    switch (err.code) {
+      case 'FST_ERR_CTP_BODY_TOO_LARGE':
+        return respond('payload_too_large');
+      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+        return respond('unsupported_media_type');
+      case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+        return respond('bad_request', err.message);
+    }
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      // Fastify's own client errors (bad JSON and the like).
+      return respond(err.statusCode === 404 ? 'not_found' : 'bad_request', err.message);
+    }
+    request.log.error({ err }, 'unhandled error');
+    return respond('internal_error');
+  };
+}

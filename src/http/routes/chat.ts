@@ -1,0 +1,142 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { ChatService } from '../../chat/chat-service.js';
+import {
+  ErrorBody,
+  HistoryQuery,
+  HistoryResponse,
+  MessageIdParams,
+  MessageLikeResponse,
+  SendMessageBody,
+  SessionLikeBody,
+  SessionLikeResponse,
+  StatusResponse,
+} from '../../protocol/http.js';
+import { ChatMessageSchema } from '../../protocol/messages.js';
+import type { Authenticator } from '../authenticate.js';
+
+const security = [{ bearerAuth: [] }];
+const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 429: ErrorBody };
+
+/** The viewer-facing REST endpoints (SPEC §4). */
+export function chatRoutes(app: FastifyInstance, service: ChatService, auth: Authenticator) {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.get(
+    '/live-chat/status',
+    {
+      schema: {
+        tags: ['chat'],
+        summary: 'Chat window state, the active session and the limits',
+        security: [...security, { adminKey: [] }],
+        response: { 200: StatusResponse, 401: ErrorBody },
+      },
+    },
+    async (request) => {
+      await auth.actor(request);
+      return service.status();
+    },
+  );
+
+  r.get(
+    '/live-chat/messages',
+    {
+      schema: {
+        tags: ['chat'],
+        summary: 'Message history, oldest first',
+        description:
+          'Without `before_id`/`after_id`: the newest `limit` messages. With `before_id`: the newest `limit` older than it ' +
+          '(`has_more`: older ones exist). With `after_id` alone: the oldest `limit` newer than it (`has_more`: newer ones ' +
+          'exist). `limit` defaults to LIVE_CHAT_MESSAGE_HISTORY_LIMIT; larger values are clamped to it. Without ' +
+          '`session_id`: the active session, else the latest one.',
+        security: [...security, { adminKey: [] }],
+        querystring: HistoryQuery,
+        response: { 200: HistoryResponse, ...errors },
+      },
+    },
+    async (request) => {
+      const actor = await auth.actor(request);
+      return service.history(actor.kind === 'user' ? actor.user.userId : null, request.query);
+    },
+  );
+
+  r.post(
+    '/live-chat/messages',
+    {
+      schema: {
+        tags: ['chat'],
+        summary: 'Send a message (same rules as over the WebSocket)',
+        description:
+          'Answered after the message is committed. A retry with the same `client_msg_id` returns the original ' +
+          'message (also 201, with header `Idempotent-Replayed: true`) and stores nothing new.',
+        security,
+        body: SendMessageBody,
+        response: { 201: ChatMessageSchema, ...errors, 413: ErrorBody },
+      },
+    },
+    async (request, reply) => {
+      const user = await auth.user(request);
+      const { message, duplicate } = await service.sendMessage(user, {
+        message: request.body.message,
+        clientMsgId: request.body.client_msg_id,
+        sessionId: request.body.session_id,
+      });
+      if (duplicate) reply.header('idempotent-replayed', 'true');
+      return reply.code(201).send(message);
+    },
+  );
+
+  r.post(
+    '/live-chat/like',
+    {
+      schema: {
+        tags: ['chat'],
+        summary: 'One heart for the session (repeatable, rate limited)',
+        security,
+        body: SessionLikeBody,
+        response: { 200: SessionLikeResponse, ...errors },
+      },
+    },
+    async (request) => {
+      const user = await auth.user(request);
+      return service.likeSession(user, request.body?.session_id);
+    },
+  );
+
+  for (const liked of [true, false]) {
+    r.route({
+      method: liked ? 'POST' : 'DELETE',
+      url: '/live-chat/like-message/:message_id',
+      schema: {
+        tags: ['chat'],
+        summary: liked ? 'Like a message (once per user; a repeat is a no-op)' : 'Take a message like back',
+        security,
+        params: MessageIdParams,
+        response: { 200: MessageLikeResponse, ...errors },
+      },
+      handler: async (request) => {
+        const user = await auth.user(request);
+        return service.likeMessage(user, request.params.message_id, liked);
+      },
+    });
+  }
+
+  r.delete(
+    '/live-chat/messages/:message_id',
+    {
+      schema: {
+        tags: ['moderation'],
+        summary: 'Delete a message (HOST or admin key); viewers receive `message_deleted`',
+        security: [...security, { adminKey: [] }],
+        params: MessageIdParams,
+        response: { 200: z.object({ message_id: z.number().int(), deleted: z.literal(true) }), ...errors },
+      },
+    },
+    async (request) => {
+      await auth.hostOrAdmin(request);
+      await service.deleteMessage(request.params.message_id);
+      return { message_id: request.params.message_id, deleted: true as const };
+    },
+  );
+}

@@ -1,0 +1,33 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Clock } from '../../domain/clock.js';
+import { DevTokenBody, DevTokenResponse, ErrorBody } from '../../protocol/http.js';
+import { type DevKeys, mintDevToken } from '../auth/dev-auth.js';
+
+/** Dev auth mode only (never registered in production): mint tokens and publish the signing key. */
+export function devRoutes(app: FastifyInstance, keys: DevKeys, clock: Clock) {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.post(
+    '/live-chat/dev/token',
+    {
+      schema: {
+        tags: ['development'],
+        summary: 'Mint a dev token (dev auth mode only; absent in production)',
+        description: 'Valid for 24 hours. The same username always maps to the same user id. `roles: ["host"]` makes a HOST.',
+        body: DevTokenBody,
+        response: { 200: DevTokenResponse, 400: ErrorBody },
+      },
+    },
+    async (request) => {
+      const minted = await mintDevToken(keys, request.body, clock.now());
+      return { token: minted.token, user_id: minted.userId, expires_at: new Date(minted.expiresAt).toISOString() };
+    },
+  );
+
+  app.get(
+    '/.well-known/jwks.json',
+    { schema: { tags: ['development'], summary: 'Public keys of the dev token signer' } },
+    async () => keys.jwks,
+  );
+}

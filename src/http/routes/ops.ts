@@ -1,0 +1,57 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { Metrics } from '../../observability/metrics.js';
+import type { ChatStore } from '../../store/types.js';
+
+const Health = z.object({ status: z.enum(['ok', 'degraded', 'unavailable']), checks: z.record(z.string(), z.string()) });
+
+/** Liveness, readiness and metrics: no credentials, as probes and scrapers expect. */
+export function opsRoutes(app: FastifyInstance, deps: { store: ChatStore; metrics: Metrics; draining: () => boolean }) {
+  const r = app.withTypeProvider<ZodTypeProvider>();
+
+  r.get(
+    '/healthz',
+    { schema: { tags: ['operations'], summary: 'Liveness: the process answers', response: { 200: Health } } },
+    async () => ({ status: 'ok' as const, checks: {} }),
+  );
+
+  r.get(
+    '/readyz',
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'Readiness: the database (and Redis, when configured) answer',
+        response: { 200: Health, 503: Health },
+      },
+    },
+    async (_request, reply) => {
+      const checks: Record<string, string> = {};
+      let ok = !deps.draining();
+      if (!ok) checks.server = 'shutting down';
+      try {
+        await withTimeout(deps.store.ping(), 2000);
+        checks.database = 'ok';
+      } catch (err) {
+        ok = false;
+        checks.database = `unreachable: ${(err as Error).message}`;
+      }
+      return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'unavailable', checks });
+    },
+  );
+
+  app.get('/metrics', { schema: { tags: ['operations'], summary: 'Prometheus metrics (text format)' } }, async (_req, reply) => {
+    reply.header('content-type', deps.metrics.contentType);
+    return deps.metrics.text();
+  });
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

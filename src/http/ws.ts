@@ -1,0 +1,316 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { RawData, WebSocket } from 'ws';
+import type { ChatService, ChatUser, Log } from '../chat/chat-service.js';
+import type { Settings } from '../config/settings.js';
+import type { Clock } from '../domain/clock.js';
+import type { Metrics } from '../observability/metrics.js';
+import { CloseCode } from '../protocol/close-codes.js';
+import { ChatError, type ErrorCode } from '../protocol/errors.js';
+import { type ClientCommand, ClientCommandSchema, CLIENT_COMMAND_TYPES, type ServerEvent } from '../protocol/messages.js';
+import type { HubConnection } from '../realtime/hub.js';
+import type { Authenticator } from './authenticate.js';
+import { WsHubSocket } from './ws-socket.js';
+
+export const WS_PATH = '/live-chat/ws/:session_id';
+
+/** Frames a client may send before its `init` is out; more than that and it is not a real client. */
+const MAX_EARLY_FRAMES = 64;
+/** Server pings every socket this often; one that has not answered the previous ping is dropped. */
+const HEARTBEAT_MS = 30_000;
+/** setTimeout cannot wait longer than this. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export interface WsDeps {
+  service: ChatService;
+  auth: Authenticator;
+  settings: Settings;
+  metrics: Metrics;
+  clock: Clock;
+  log: Log;
+}
+
+/** Is a handshake's Origin acceptable? No Origin (non-browser clients) is; same origin is; else the allow-list. */
+export function originAllowed(origin: string | undefined, host: string | undefined, allowed: readonly string[]) {
+  if (origin === undefined) return true;
+  if (allowed.includes(origin)) return true;
+  if (!URL.canParse(origin)) return false;
+  const url = new URL(origin);
+  return (url.protocol === 'http:' || url.protocol === 'https:') && url.host === host && url.origin === origin;
+}
+
+export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
+  let nextConnId = 1;
+  const alive = new WeakMap<WebSocket, boolean>();
+
+  const heartbeat = setInterval(() => {
+    for (const ws of app.websocketServer.clients) {
+      if (alive.get(ws) === false) {
+        ws.terminate();
+        continue;
+      }
+      alive.set(ws, false);
+      ws.ping();
+    }
+  }, HEARTBEAT_MS);
+  heartbeat.unref();
+  app.addHook('onClose', async () => clearInterval(heartbeat));
+
+  app.get(
+    WS_PATH,
+    {
+      websocket: true,
+      schema: {
+        tags: ['websocket'],
+        summary: 'The live chat socket (see the WebSocket section of this page)',
+        description:
+          'Upgrade with `?token=<jwt>`, optionally `&since=<message_id>` to resume and `&batch=1` for array frames.',
+      },
+    },
+    (socket, request) => {
+      alive.set(socket, true);
+      socket.on('pong', () => alive.set(socket, true));
+      new SocketSession(nextConnId++, socket, request, deps).start();
+    },
+  );
+}
+
+/** One client socket: handshake checks, `init`, then commands until it closes. */
+class SocketSession {
+  #user: ChatUser | undefined;
+  #handle: HubConnection | undefined;
+  #expiresAt = 0;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #early: Array<[RawData, boolean]> | undefined = [];
+  #closed = false;
+  readonly #openedAt = Date.now();
+  readonly #sessionId: number | undefined;
+  readonly #batch: boolean;
+
+  constructor(
+    readonly id: number,
+    readonly ws: WebSocket,
+    readonly request: FastifyRequest,
+    readonly deps: WsDeps,
+  ) {
+    const sid = (request.params as { session_id?: string }).session_id ?? '';
+    this.#sessionId = /^[1-9]\d{0,14}$/.test(sid) ? Number(sid) : undefined;
+    const query = request.query as Record<string, unknown>;
+    this.#batch = query.batch === '1' || query.batch === 'true';
+  }
+
+  start(): void {
+    // Listeners first, synchronously: frames that arrive during the async checks are kept, not lost.
+    this.ws.on('message', (data, isBinary) => {
+      if (this.#early) {
+        if (this.#early.length >= MAX_EARLY_FRAMES) return;
+        this.#early.push([data, isBinary]);
+        return;
+      }
+      this.#onFrame(data, isBinary);
+    });
+    this.ws.on('close', (code, reason) => this.#onClose(code, reason.toString()));
+    this.deps.metrics.connections.inc();
+    void this.#open().catch((err) => {
+      this.deps.log.error({ err, conn: this.id }, 'websocket open failed');
+      this.#refuse(1011, 'internal error');
+    });
+  }
+
+  async #open(): Promise<void> {
+    const { settings, service, auth } = this.deps;
+    const headers = this.request.headers;
+    if (!originAllowed(headers.origin, headers.host, settings.corsOrigins)) {
+      return this.#refuse(CloseCode.POLICY, 'origin not allowed');
+    }
+    if (!settings.enabled) return this.#refuse(CloseCode.CHAT_CLOSED, 'chat disabled');
+    const query = this.request.query as Record<string, unknown>;
+    const token = typeof query.token === 'string' ? query.token : '';
+    if (token === '') return this.#refuse(CloseCode.UNAUTHORIZED, 'token required');
+    let user: ChatUser;
+    try {
+      const verified = await auth.userFromToken(token);
+      user = verified.user;
+      this.#expiresAt = verified.expiresAt;
+    } catch (err) {
+      if (err instanceof ChatError && err.code === 'unauthorized') {
+        return this.#refuse(CloseCode.UNAUTHORIZED, 'invalid or expired token');
+      }
+      throw err;
+    }
+    if (this.#closed) return;
+    const sessionId = this.#sessionId;
+    if (sessionId === undefined) return this.#refuse(CloseCode.NOT_FOUND, 'no such session');
+    try {
+      await service.requireActive(sessionId);
+    } catch (err) {
+      if (err instanceof ChatError && err.code === 'not_found') return this.#refuse(CloseCode.NOT_FOUND, 'no such session');
+      if (err instanceof ChatError) return this.#refuse(CloseCode.CHAT_CLOSED, 'chat not active');
+      throw err;
+    }
+    if (this.#closed) return;
+    // Checked right before joining, with no await in between, so parallel handshakes cannot overshoot it.
+    if (service.hub.userConnectionCount(user.userId) >= settings.maxConnectionsPerUser) {
+      return this.#refuse(CloseCode.TOO_MANY_CONNECTIONS, 'too many connections');
+    }
+    this.#user = user;
+    this.#handle = service.hub.join({
+      sessionId,
+      userId: user.userId,
+      batch: this.#batch,
+      socket: new WsHubSocket(this.ws),
+    });
+    const sinceRaw = query.since;
+    const since = typeof sinceRaw === 'string' && /^\d{1,15}$/.test(sinceRaw) ? Number(sinceRaw) : undefined;
+    let init: Awaited<ReturnType<ChatService['initPayload']>>;
+    try {
+      init = await service.initPayload(user, sessionId, since);
+    } catch (err) {
+      if (err instanceof ChatError) return this.#refuse(CloseCode.CHAT_CLOSED, 'chat not active');
+      throw err;
+    }
+    if (this.#closed) return;
+    service.hub.ready(
+      this.#handle,
+      {
+        type: 'init',
+        session: init.session,
+        you: init.you,
+        viewer_count: init.session.viewer_count,
+        total_likes: init.totalLikes,
+        messages: init.messages,
+      },
+      init.lastMessageId,
+    );
+    this.deps.log.info(
+      { conn: this.id, user: user.userId, session: sessionId, since, batch: this.#batch, ip: this.request.ip },
+      'websocket open',
+    );
+    if (sinceRaw !== undefined && since === undefined) {
+      this.#error('bad_request', '`since` must be a message id; sent recent history instead.');
+    }
+    this.#armExpiry();
+    const early = this.#early ?? [];
+    this.#early = undefined;
+    for (const [data, isBinary] of early) this.#onFrame(data, isBinary);
+  }
+
+  #refuse(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.deps.log.info({ conn: this.id, code, reason, ip: this.request.ip }, 'websocket refused');
+    this.ws.close(code, reason);
+  }
+
+  #onClose(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#early = undefined;
+    if (this.#expiryTimer) clearTimeout(this.#expiryTimer);
+    this.deps.metrics.connections.dec();
+    if (this.#handle) {
+      this.deps.service.hub.leave(this.#handle);
+      this.deps.log.info(
+        { conn: this.id, user: this.#user?.userId, code, reason, ms: Date.now() - this.#openedAt },
+        'websocket close',
+      );
+    }
+  }
+
+  #armExpiry(): void {
+    if (this.#expiryTimer) clearTimeout(this.#expiryTimer);
+    const wait = Math.min(Math.max(this.#expiresAt - this.deps.clock.now(), 0), MAX_TIMER_MS);
+    this.#expiryTimer = setTimeout(() => {
+      if (this.#expiresAt > this.deps.clock.now()) return this.#armExpiry();
+      this.deps.log.info({ conn: this.id, user: this.#user?.userId }, 'token expired on open socket');
+      this.ws.close(CloseCode.UNAUTHORIZED, 'token expired');
+    }, wait);
+    this.#expiryTimer.unref();
+  }
+
+  #send(event: ServerEvent): void {
+    if (this.#handle) this.deps.service.hub.sendTo(this.#handle, event);
+  }
+
+  #error(code: ErrorCode, message: string, extra: { client_msg_id?: string; retry_after_ms?: number } = {}): void {
+    this.deps.metrics.errors.inc({ code });
+    this.#send({ type: 'error', code, message, ...extra });
+  }
+
+  #onFrame(data: RawData, isBinary: boolean): void {
+    if (this.#closed || !this.#user) return;
+    if (isBinary) return this.#error('bad_request', 'Send JSON in text frames.');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(data.toString());
+    } catch {
+      return this.#error('bad_request', 'The frame is not valid JSON.');
+    }
+    const command = ClientCommandSchema.safeParse(parsed);
+    if (!command.success) {
+      const type = (parsed as { type?: unknown } | null)?.type;
+      if (typeof type !== 'string' || !(CLIENT_COMMAND_TYPES as string[]).includes(type)) {
+        return this.#error('bad_request', `Unknown message type; expected one of ${CLIENT_COMMAND_TYPES.join(', ')}.`);
+      }
+      const issue = command.error.issues[0];
+      return this.#error(
+        'bad_request',
+        `Invalid ${type}: ${issue?.path.join('.') || 'frame'} ${issue?.message ?? 'is invalid'}`,
+        typeof (parsed as { client_msg_id?: unknown }).client_msg_id === 'string' && type === 'message'
+          ? clientMsgIdOf(parsed)
+          : {},
+      );
+    }
+    void this.#dispatch(command.data).catch((err) => {
+      const clientMsgId = command.data.type === 'message' ? command.data.client_msg_id : undefined;
+      if (err instanceof ChatError) {
+        return this.#error(err.code, err.message, {
+          ...(clientMsgId ? { client_msg_id: clientMsgId } : {}),
+          ...(err.retryAfterMs !== undefined ? { retry_after_ms: err.retryAfterMs } : {}),
+        });
+      }
+      this.deps.log.error({ err, conn: this.id, type: command.data.type }, 'command failed');
+      this.#error('internal_error', 'Something went wrong; try again.', clientMsgId ? { client_msg_id: clientMsgId } : {});
+    });
+  }
+
+  async #dispatch(command: ClientCommand): Promise<void> {
+    const { service } = this.deps;
+    const user = this.#user!;
+    const sessionId = this.#handle!.sessionId;
+    switch (command.type) {
+      case 'message': {
+        const { message, duplicate } = await service.sendMessage(user, {
+          message: command.message,
+          clientMsgId: command.client_msg_id,
+          sessionId,
+        });
+        // A fresh message reaches the sender through the room broadcast; a retry only needs its answer.
+        if (duplicate) this.#send({ type: 'new_message', message });
+        return;
+      }
+      case 'like':
+        await service.likeSession(user, sessionId);
+        return;
+      case 'like_message':
+      case 'unlike_message':
+        await service.likeMessage(user, command.message_id, command.type === 'like_message');
+        return;
+      case 'auth': {
+        const refreshed = await this.deps.auth.userFromToken(command.token).catch(() => undefined);
+        if (!refreshed) return this.#error('unauthorized', 'The new token is invalid or expired; the old one still counts until it expires.');
+        if (refreshed.user.userId !== user.userId) return this.#error('forbidden', 'The new token is for another user.');
+        this.#user = { ...user, ...refreshed.user };
+        this.#expiresAt = refreshed.expiresAt;
+        this.#armExpiry();
+        return;
+      }
+      case 'ping':
+        this.#send({ type: 'pong', server_time: new Date(this.deps.clock.now()).toISOString() });
+        return;
+    }
+  }
+}
+
+function clientMsgIdOf(parsed: unknown): { client_msg_id?: string } {
+  const id = (parsed as { client_msg_id?: unknown }).client_msg_id;
+  return typeof id === 'string' && /^[\x21-\x7e]{1,64}$/.test(id) ? { client_msg_id: id } : {};
+}

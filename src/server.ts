@@ -1,0 +1,107 @@
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { ChatService } from './chat/chat-service.js';
+import type { Settings } from './config/settings.js';
+import { type Clock, systemClock } from './domain/clock.js';
+import { DrawSchedule } from './domain/schedule.js';
+import { buildApp } from './http/app.js';
+import { type DevKeys, loadOrCreateDevKeys } from './http/auth/dev-auth.js';
+import { createTokenVerifier, type TokenVerifier } from './http/auth/verifier.js';
+import { redactUrl } from './http/redact.js';
+import { Metrics } from './observability/metrics.js';
+import { type Bus, LocalBus } from './realtime/bus.js';
+import { createChatStore } from './store/kysely-store.js';
+import type { ChatStore } from './store/types.js';
+
+export interface ServerOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** Skip process metrics (several servers in one test process). */
+  processMetrics?: boolean;
+}
+
+export interface DrawChatServer {
+  readonly app: FastifyInstance;
+  readonly service: ChatService;
+  readonly store: ChatStore;
+  readonly settings: Settings;
+  readonly clock: Clock;
+  /** Listens on settings.host:settings.port (port 0: any free port); resolves with the base URL. */
+  listen(): Promise<string>;
+  /** Graceful stop: refuse new work, close sockets with 1001, commit what is queued, close the database. */
+  close(): Promise<void>;
+}
+
+export function createLogger(settings: Settings): Logger {
+  return pino({
+    level: settings.logLevel,
+    base: { service: 'draw-chat' },
+    redact: { paths: ['req.headers.authorization', 'req.headers["x-admin-key"]', 'token'], censor: '[REDACTED]' },
+    serializers: {
+      req: (req: { method?: string; url?: string; ip?: string }) => ({
+        method: req.method,
+        url: req.url ? redactUrl(req.url) : undefined,
+        ip: req.ip,
+      }),
+    },
+  });
+}
+
+/** Composition root: settings in, a running-ready server out. */
+export async function createServer(settings: Settings, options: ServerOptions = {}): Promise<DrawChatServer> {
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? createLogger(settings);
+  const store = createChatStore(settings.databaseUrl);
+  let verifier: TokenVerifier | undefined;
+  let bus: Bus | undefined;
+  try {
+    await store.migrate();
+    const devKeys: DevKeys | undefined = settings.devAuth ? await loadOrCreateDevKeys(settings.dataDir) : undefined;
+    if (settings.devAuth) {
+      logger.warn(
+        'dev auth mode: this server signs its own tokens (POST /live-chat/dev/token). Set AUTH_JWKS_URL or DESCOPE_PROJECT_ID for real users.',
+      );
+    }
+    verifier = createTokenVerifier(settings, { clock, devKeys });
+    const metrics = new Metrics({ collectDefault: options.processMetrics !== false });
+    const schedule = new DrawSchedule({
+      cron: settings.drawSchedule,
+      timezone: settings.drawTimezone,
+      times: settings.drawTimes,
+      preDrawHours: settings.preDrawHours,
+      postDrawHours: settings.postDrawHours,
+    });
+    bus = new LocalBus();
+    const service = new ChatService({ settings, store, clock, schedule, bus, metrics, log: logger });
+    await service.start();
+    const app = await buildApp({ settings, clock, service, store, metrics, verifier, devKeys, logger });
+    const ownedBus = bus;
+    const ownedVerifier = verifier;
+    app.addHook('onClose', async () => {
+      await service.stop();
+      ownedVerifier.close();
+      await ownedBus.close();
+      await store.close();
+    });
+    let closing: Promise<void> | undefined;
+    return {
+      app,
+      service,
+      store,
+      settings,
+      clock,
+      async listen() {
+        return app.listen({ host: settings.host, port: settings.port });
+      },
+      close() {
+        closing ??= app.close();
+        return closing;
+      },
+    };
+  } catch (err) {
+    verifier?.close();
+    await bus?.close();
+    await store.close().catch(() => {});
+    throw err;
+  }
+}

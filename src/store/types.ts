@@ -1,0 +1,144 @@
+/**
+ * The storage contract of draw-chat. One implementation (Kysely) runs on SQLite and PostgreSQL; the behaviour
+ * suite in test/integration/store.test.ts holds both to it. Times are milliseconds since the Unix epoch.
+ */
+
+export interface UserRecord {
+  id: string;
+  /** Resolved display name: token name/nickname, else the profile set by the draw backend, else the fallback. */
+  username: string;
+  /** Resolved avatar URL: token picture, else the backend profile picture, else null. */
+  profilePic: string | null;
+}
+
+export interface UserClaimsInput {
+  id: string;
+  /** `name` or `nickname` from the token; null when the token has neither. */
+  claimName: string | null;
+  /** `picture` from the token, or null. */
+  claimPicture: string | null;
+  /** Used when neither the token nor the backend gave a name: email before `@`, else `sub`. */
+  fallbackName: string;
+  at: number;
+}
+
+export interface SessionRecord {
+  id: number;
+  drawTime: number;
+  startsAt: number;
+  endsAt: number;
+  isActive: boolean;
+  totalLikes: number;
+}
+
+export interface StoredMessage {
+  id: number;
+  sessionId: number;
+  userId: string;
+  /** Snapshot of the sender's name, avatar and HOST role when the message was sent. */
+  username: string;
+  profilePic: string | null;
+  isHost: boolean;
+  message: string;
+  createdAt: number;
+  likes: number;
+  clientMsgId: string | null;
+}
+
+export interface NewMessage {
+  sessionId: number;
+  userId: string;
+  username: string;
+  profilePic: string | null;
+  isHost: boolean;
+  message: string;
+  clientMsgId: string | null;
+  createdAt: number;
+}
+
+/** Everything one group-commit tick writes, in one transaction. */
+export interface WriteBatch {
+  messages: NewMessage[];
+  /** Session hearts to add; several entries for one session are summed. */
+  hearts: Array<{ sessionId: number; count: number }>;
+  /** Message like (`liked: true`) or unlike (`liked: false`) by one user, applied in order. */
+  messageLikes: Array<{ messageId: number; userId: string; liked: boolean; at: number }>;
+  /** Viewer presence changes for `live_chat_viewers`, applied in order. */
+  viewers: Array<{ sessionId: number; userId: string; active: boolean; at: number }>;
+}
+
+export interface WriteBatchResult {
+  /** In the order of `batch.messages`. `duplicate` when (session, user, client_msg_id) was already stored. */
+  messages: Array<{ message: StoredMessage; duplicate: boolean }>;
+  /** One entry per distinct session of `batch.hearts`, with the total after the commit. */
+  hearts: Array<{ sessionId: number; totalLikes: number }>;
+  /**
+   * In the order of `batch.messageLikes`: the message's like count after the operation and whether it changed
+   * anything (a repeated like or an unlike without a like changes nothing); null for an unknown or deleted message.
+   */
+  messageLikes: Array<{ messageId: number; sessionId: number; likes: number; changed: boolean } | null>;
+}
+
+export interface HistoryPageQuery {
+  limit: number;
+  /** Only messages with id < beforeId. */
+  beforeId?: number;
+  /** Only messages with id > afterId. */
+  afterId?: number;
+}
+
+export interface HistoryPage {
+  /** Oldest first. */
+  messages: StoredMessage[];
+  /**
+   * Without afterId (or with both bounds): whether older messages exist before the page.
+   * With afterId alone: whether newer messages exist after the page.
+   */
+  hasMore: boolean;
+}
+
+export interface ChatStore {
+  readonly dialect: 'sqlite' | 'postgres';
+  /** Runs pending migrations (idempotent). */
+  migrate(): Promise<void>;
+  /** A cheap round trip, for readiness. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+
+  upsertUserFromClaims(input: UserClaimsInput): Promise<UserRecord>;
+  /** Sets the backend profile (fields left undefined stay as they are; null clears the picture). */
+  setUserProfile(
+    id: string,
+    profile: { username?: string; profilePic?: string | null },
+    at: number,
+  ): Promise<UserRecord>;
+  getUser(id: string): Promise<UserRecord | undefined>;
+
+  /** Creates the session of a draw, or updates its window if it exists; never changes is_active or likes. */
+  ensureSession(input: { drawTime: number; startsAt: number; endsAt: number }): Promise<SessionRecord>;
+  getSession(id: number): Promise<SessionRecord | undefined>;
+  /** The session with the latest draw among those whose window has started at `at`. */
+  latestSessionStartedBy(at: number): Promise<SessionRecord | undefined>;
+  /** Marks `activeId` active and every other session inactive (null: none active). */
+  setActiveSession(activeId: number | null): Promise<void>;
+
+  /** One transaction: locks each session row touched (ascending id), then writes. */
+  write(batch: WriteBatch): Promise<WriteBatchResult>;
+
+  listMessages(sessionId: number, query: HistoryPageQuery): Promise<HistoryPage>;
+  /** Every message with id > afterId, oldest first, at most `limit`. */
+  messagesAfter(sessionId: number, afterId: number, limit: number): Promise<StoredMessage[]>;
+  getMessage(id: number): Promise<StoredMessage | undefined>;
+  /** Soft-deletes; returns the message as it was, or undefined when unknown or already deleted. */
+  deleteMessage(id: number, at: number): Promise<StoredMessage | undefined>;
+
+  /** Of `messageIds`, the ones `userId` likes. */
+  likedMessageIds(userId: string, messageIds: readonly number[]): Promise<Set<number>>;
+
+  /** Replaces the winners of a session. */
+  setWinners(sessionId: number, userIds: readonly string[], at: number): Promise<void>;
+  getWinners(sessionId: number): Promise<string[]>;
+
+  /** Marks every viewer row inactive (a single node at start-up: nobody is connected yet). */
+  resetViewers(): Promise<void>;
+}
