@@ -10,7 +10,13 @@ import type { HistoryResponse, StatusResponse } from '../protocol/http.js';
 import type { ChatMessage, SessionInfo, You } from '../protocol/messages.js';
 import type { Bus, BusEvent } from '../realtime/bus.js';
 import { Hub } from '../realtime/hub.js';
-import type { ChatStore, SessionRecord, StoredMessage, WriteBatch, WriteBatchResult } from '../store/types.js';
+import type {
+  ChatStore,
+  SessionRecord,
+  StoredMessage,
+  WriteBatch,
+  WriteBatchResult,
+} from '../store/types.js';
 import { CommitQueue } from './commit-queue.js';
 import { toWireMessage, toWireSession } from './wire.js';
 
@@ -103,7 +109,12 @@ export class ChatService {
       (batch, result, at) => this.#onCommitted(batch, result, at),
       (err, batch) =>
         deps.log.error(
-          { err, messages: batch.messages.length, hearts: batch.hearts.length, likes: batch.messageLikes.length },
+          {
+            err,
+            messages: batch.messages.length,
+            hearts: batch.hearts.length,
+            likes: batch.messageLikes.length,
+          },
           'group commit failed',
         ),
       () => clock.now(),
@@ -201,7 +212,8 @@ export class ChatService {
       byClientId: new Map(),
       totalLikes: record.totalLikes,
     };
-    for (const m of page.messages) if (m.clientMsgId) session.byClientId.set(clientKey(m.userId, m.clientMsgId), m);
+    for (const m of page.messages)
+      if (m.clientMsgId) session.byClientId.set(clientKey(m.userId, m.clientMsgId), m);
     return session;
   }
 
@@ -323,9 +335,13 @@ export class ChatService {
     const limiterKey = `${sessionId}:${user.userId}`;
     const decision = this.#messageLimiter.tryTake(limiterKey);
     if (!decision.ok) {
-      throw new ChatError('rate_limited', `You can send ${this.#deps.settings.maxMessagesPerMinute} messages a minute.`, {
-        retryAfterMs: decision.retryAfterMs,
-      });
+      throw new ChatError(
+        'rate_limited',
+        `You can send ${this.#deps.settings.maxMessagesPerMinute} messages a minute.`,
+        {
+          retryAfterMs: decision.retryAfterMs,
+        },
+      );
     }
     let result: { message: StoredMessage; duplicate: boolean };
     try {
@@ -348,7 +364,10 @@ export class ChatService {
     return { message: toWireMessage(result.message, winners), duplicate: result.duplicate };
   }
 
-  async likeSession(user: ChatUser, sessionId?: number): Promise<{ session_id: number; total_likes: number }> {
+  async likeSession(
+    user: ChatUser,
+    sessionId?: number,
+  ): Promise<{ session_id: number; total_likes: number }> {
     const session = await this.requireActive(sessionId);
     const id = session.record.id;
     const decision = this.#heartLimiter.tryTake(`${id}:${user.userId}`);
@@ -385,9 +404,13 @@ export class ChatService {
     return { message_id: messageId, likes: result.likes, liked };
   }
 
-  async setWinners(sessionId: number, userIds: readonly string[]): Promise<{ session_id: number; user_ids: string[] }> {
+  async setWinners(
+    sessionId: number,
+    userIds: readonly string[],
+  ): Promise<{ session_id: number; user_ids: string[] }> {
     const { store, clock, bus } = this.#deps;
-    if (!(await store.getSession(sessionId))) throw new ChatError('not_found', `Session ${sessionId} does not exist.`);
+    if (!(await store.getSession(sessionId)))
+      throw new ChatError('not_found', `Session ${sessionId} does not exist.`);
     const unique = [...new Set(userIds)];
     await store.setWinners(sessionId, unique, clock.now());
     bus.publish([{ kind: 'winners', sessionId, userIds: unique }]);
@@ -422,8 +445,15 @@ export class ChatService {
       afterId: query.after_id,
     });
     const winners =
-      this.#active?.record.id === sessionId ? this.#active.winners : new Set(await store.getWinners(sessionId));
-    const liked = userId ? await store.likedMessageIds(userId, page.messages.map((m) => m.id)) : new Set<number>();
+      this.#active?.record.id === sessionId
+        ? this.#active.winners
+        : new Set(await store.getWinners(sessionId));
+    const liked = userId
+      ? await store.likedMessageIds(
+          userId,
+          page.messages.map((m) => m.id),
+        )
+      : new Set<number>();
     return {
       session_id: sessionId,
       messages: page.messages.map((m) => toWireMessage(m, winners, liked.has(m.id))),
@@ -439,7 +469,13 @@ export class ChatService {
     user: ChatUser,
     sessionId: number,
     since: number | undefined,
-  ): Promise<{ session: SessionInfo; you: You; messages: ChatMessage[]; lastMessageId: number; totalLikes: number }> {
+  ): Promise<{
+    session: SessionInfo;
+    you: You;
+    messages: ChatMessage[];
+    lastMessageId: number;
+    totalLikes: number;
+  }> {
     const session = await this.requireActive(sessionId);
     const { store, settings } = this.#deps;
     let messages: StoredMessage[];
@@ -454,7 +490,12 @@ export class ChatService {
       messages = await store.messagesAfter(sessionId, since, 100_000);
     }
     const lastMessageId = Math.max(since ?? 0, messages.at(-1)?.id ?? 0);
-    const liked = messages.length ? await store.likedMessageIds(user.userId, messages.map((m) => m.id)) : new Set();
+    const liked = messages.length
+      ? await store.likedMessageIds(
+          user.userId,
+          messages.map((m) => m.id),
+        )
+      : new Set();
     return {
       session: this.#sessionInfo(session),
       you: {
@@ -509,7 +550,11 @@ export class ChatService {
         case 'message': {
           if (active) this.#remember(active, e.message);
           const winners = active?.winners ?? new Set<string>();
-          this.hub.publish(e.sessionId, { type: 'new_message', message: toWireMessage(e.message, winners) }, e.committedAt);
+          this.hub.publish(
+            e.sessionId,
+            { type: 'new_message', message: toWireMessage(e.message, winners) },
+            e.committedAt,
+          );
           break;
         }
         case 'session_likes':
@@ -526,11 +571,19 @@ export class ChatService {
           if (active) {
             active.recent = active.recent.filter((m) => m.id !== e.messageId);
           }
-          this.hub.publish(e.sessionId, { type: 'message_deleted', session_id: e.sessionId, message_id: e.messageId });
+          this.hub.publish(e.sessionId, {
+            type: 'message_deleted',
+            session_id: e.sessionId,
+            message_id: e.messageId,
+          });
           break;
         case 'winners':
           if (active) active.winners = new Set(e.userIds);
-          this.hub.publish(e.sessionId, { type: 'winner_update', session_id: e.sessionId, user_ids: e.userIds });
+          this.hub.publish(e.sessionId, {
+            type: 'winner_update',
+            session_id: e.sessionId,
+            user_ids: e.userIds,
+          });
           break;
       }
     }
@@ -544,7 +597,8 @@ export class ChatService {
     if (session.recent.length > RECENT_LIMIT * 1.25) {
       const dropped = session.recent.splice(0, session.recent.length - RECENT_LIMIT);
       session.recentComplete = false;
-      for (const d of dropped) if (d.clientMsgId) session.byClientId.delete(clientKey(d.userId, d.clientMsgId));
+      for (const d of dropped)
+        if (d.clientMsgId) session.byClientId.delete(clientKey(d.userId, d.clientMsgId));
     }
   }
 

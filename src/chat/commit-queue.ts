@@ -1,4 +1,4 @@
-import type { NewMessage, StoredMessage, WriteBatch, WriteBatchResult, ChatStore } from '../store/types.js';
+import type { ChatStore, NewMessage, StoredMessage, WriteBatch, WriteBatchResult } from '../store/types.js';
 
 type MessageResult = { message: StoredMessage; duplicate: boolean };
 type LikeResult = WriteBatchResult['messageLikes'][number];
@@ -117,8 +117,8 @@ export class CommitQueue {
         // Delivery failed, but the batch is durable: acknowledge it anyway; resume fills any gap.
         this.onError(err, batch);
       }
-      messageWaiters.forEach((w, i) => w.resolve(result.messages[i]!));
-      likeWaiters.forEach((w, i) => w.resolve(result.messageLikes[i]!));
+      for (let i = 0; i < messageWaiters.length; i++) messageWaiters[i]!.resolve(result.messages[i]!);
+      for (let i = 0; i < likeWaiters.length; i++) likeWaiters[i]!.resolve(result.messageLikes[i]!);
       const totals = new Map(result.hearts.map((h) => [h.sessionId, h.totalLikes]));
       for (const w of heartWaiters) w.resolve(totals.get(w.sessionId) ?? 0);
     })();

@@ -4,7 +4,11 @@ import type { SessionRecord, StoredMessage } from '../store/types.js';
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /** A stored message as it goes on the wire. `is_winner` is live: it follows the session's winners. */
-export function toWireMessage(m: StoredMessage, winners: ReadonlySet<string>, likedByMe?: boolean): ChatMessage {
+export function toWireMessage(
+  m: StoredMessage,
+  winners: ReadonlySet<string>,
+  likedByMe?: boolean,
+): ChatMessage {
   const out: ChatMessage = {
     id: m.id,
     session_id: m.sessionId,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { validateCronExpression } from '../domain/schedule.js';
 
 /**
  * Every setting draw-chat reads from the environment (or `.env`), with its default and meaning.
@@ -37,8 +38,16 @@ export const SETTINGS_DOC = [
   ['LIVE_CHAT_ENABLED', 'true', 'master switch'],
   ['LIVE_CHAT_PRE_DRAW_HOURS', '1', 'window opens this long before the draw (decimal hours allowed)'],
   ['LIVE_CHAT_POST_DRAW_HOURS', '1', 'and closes this long after'],
-  ['LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE', '10', 'message rate limit per user per session (sliding minute)'],
-  ['LIVE_CHAT_MESSAGE_HISTORY_LIMIT', '100', 'history page size and maximum (larger `limit` values are clamped)'],
+  [
+    'LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE',
+    '10',
+    'message rate limit per user per session (sliding minute)',
+  ],
+  [
+    'LIVE_CHAT_MESSAGE_HISTORY_LIMIT',
+    '100',
+    'history page size and maximum (larger `limit` values are clamped)',
+  ],
   ['LIVE_CHAT_MAX_MESSAGE_LENGTH', '500', 'maximum message length in characters (Unicode code points)'],
   ['LIVE_CHAT_ADMIN_API_KEY', 'none', 'server-to-server key for the draw backend (`X-Admin-Key`)'],
   ['DRAW_SCHEDULE', 'hourly', '5-field cron expression of the draws, in `DRAW_TIMEZONE`'],
@@ -55,9 +64,17 @@ export const SETTINGS_DOC = [
   ['AUTH_AUDIENCE', 'none', 'required `aud` when set'],
   ['AUTH_HOST_ROLE', 'host', 'role (in `roles` or `tenants.*.roles`) that makes a user HOST'],
   ['LIVE_CHAT_MAX_CONNECTIONS_PER_USER', '5', 'more sockets for one user are closed 4429'],
-  ['LIVE_CHAT_MAX_FRAME_BYTES', '16384', 'larger WebSocket frames are closed 1009; larger HTTP bodies get 413'],
+  [
+    'LIVE_CHAT_MAX_FRAME_BYTES',
+    '16384',
+    'larger WebSocket frames are closed 1009; larger HTTP bodies get 413',
+  ],
   ['TRUST_PROXY', 'none', 'addresses of load balancers whose `X-Forwarded-For` is believed'],
-  ['CORS_ORIGINS', 'none', 'comma-separated exact origins allowed for CORS and WebSocket (default: same origin)'],
+  [
+    'CORS_ORIGINS',
+    'none',
+    'comma-separated exact origins allowed for CORS and WebSocket (default: same origin)',
+  ],
   ['LOG_LEVEL', 'info', 'pino level: fatal, error, warn, info, debug, trace, silent'],
   ['NODE_ENV', 'development', '`production` refuses dev auth'],
 ] as const;
@@ -94,8 +111,11 @@ const EnvSchema = z.object({
     const out: number[] = [];
     for (const item of items) {
       const t = Date.parse(item);
-      if (!/^\d{4}-\d{2}-\d{2}T/.test(item) || Number.isNaN(t)) {
-        ctx.addIssue({ code: 'custom', message: `"${item}" is not an ISO-8601 instant` });
+      if (!/^\d{4}-\d{2}-\d{2}T.*(Z|[+-]\d{2}:?\d{2})$/i.test(item) || Number.isNaN(t)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `${JSON.stringify(item)} is not an ISO-8601 instant with a UTC offset (e.g. 2026-12-04T20:00:00Z)`,
+        });
         return z.NEVER;
       }
       out.push(t);
@@ -114,7 +134,9 @@ const EnvSchema = z.object({
   REDIS_URL: optionalString.refine((v) => v === undefined || /^rediss?:\/\//.test(v), {
     message: 'must be redis://… or rediss://…',
   }),
-  AUTH_JWKS_URL: optionalString.refine((v) => v === undefined || URL.canParse(v), { message: 'is not a URL' }),
+  AUTH_JWKS_URL: optionalString.refine((v) => v === undefined || URL.canParse(v), {
+    message: 'is not a URL',
+  }),
   DESCOPE_PROJECT_ID: optionalString.refine((v) => v === undefined || /^[A-Za-z0-9_-]+$/.test(v), {
     message: 'has characters a project id never has',
   }),
@@ -127,9 +149,12 @@ const EnvSchema = z.object({
   AUTH_AUDIENCE: optionalString,
   AUTH_HOST_ROLE: z.string().trim().min(1).default('host'),
   LIVE_CHAT_MAX_CONNECTIONS_PER_USER: positiveInt.default(5),
-  LIVE_CHAT_MAX_FRAME_BYTES: positiveInt.min(256).max(16 * 1024 * 1024).default(16384),
+  LIVE_CHAT_MAX_FRAME_BYTES: positiveInt
+    .min(256)
+    .max(16 * 1024 * 1024)
+    .default(16384),
   TRUST_PROXY: commaList,
-  CORS_ORIGINS: commaList.refine((list) => list.every((o) => o === new URL(o).origin), {
+  CORS_ORIGINS: commaList.refine((list) => list.every((o) => URL.canParse(o) && o === new URL(o).origin), {
     message: 'must be exact origins like https://app.example.com (scheme, host, optional port; no path)',
   }),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -185,14 +210,16 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const input: Record<string, string> = {};
   for (const [name] of SETTINGS_DOC) {
     const value = env[name];
-    if (value !== undefined) input[name] = value;
+    // A blank value means unset, so `PORT=` in a .env file does not become port 0.
+    if (value !== undefined && value.trim() !== '') input[name] = value;
   }
   const parsed = EnvSchema.safeParse(input);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const name = String(issue.path[0] ?? 'environment');
     const raw = input[name];
-    const shown = raw === undefined || name === 'LIVE_CHAT_ADMIN_API_KEY' ? '' : ` (got "${raw}")`;
+    const shown =
+      raw === undefined || name === 'LIVE_CHAT_ADMIN_API_KEY' ? '' : ` (got ${JSON.stringify(raw)})`;
     throw new SettingsError(`Invalid setting ${name}${shown}: ${issue.message}`);
   }
   const e = parsed.data;
@@ -205,14 +232,18 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     if (url === undefined) continue;
     const u = new URL(url);
     if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) {
-      throw new SettingsError(`Invalid setting ${name}: http: is allowed only for loopback addresses; use https:`);
+      throw new SettingsError(
+        `Invalid setting ${name}: http: is allowed only for loopback addresses; use https:`,
+      );
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') {
       throw new SettingsError(`Invalid setting ${name}: must be an https: URL`);
     }
   }
   if (e.AUTH_JWKS_URL && e.DESCOPE_PROJECT_ID) {
-    throw new SettingsError('Invalid setting AUTH_JWKS_URL: set either AUTH_JWKS_URL or DESCOPE_PROJECT_ID, not both');
+    throw new SettingsError(
+      'Invalid setting AUTH_JWKS_URL: set either AUTH_JWKS_URL or DESCOPE_PROJECT_ID, not both',
+    );
   }
   const devAuth = !e.AUTH_JWKS_URL && !e.DESCOPE_PROJECT_ID;
   if (devAuth && production) {
@@ -220,13 +251,26 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       'Invalid setting AUTH_JWKS_URL: NODE_ENV=production needs AUTH_JWKS_URL or DESCOPE_PROJECT_ID (dev auth is refused in production)',
     );
   }
+  if (e.DRAW_SCHEDULE !== undefined) {
+    const reason = validateCronExpression(e.DRAW_SCHEDULE, e.DRAW_TIMEZONE);
+    if (reason !== null) {
+      // JSON.stringify keeps the line one line even if the value holds a newline.
+      throw new SettingsError(
+        `Invalid setting DRAW_SCHEDULE (got ${JSON.stringify(e.DRAW_SCHEDULE)}): ${reason}`,
+      );
+    }
+  }
   for (const ip of e.TRUST_PROXY) {
     if (!/^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(ip)) {
-      throw new SettingsError(`Invalid setting TRUST_PROXY (got "${ip}"): must be IP addresses or CIDR ranges`);
+      throw new SettingsError(
+        `Invalid setting TRUST_PROXY (got ${JSON.stringify(ip)}): must be IP addresses or CIDR ranges`,
+      );
     }
   }
 
-  const sqlitePath = e.DATABASE_URL.startsWith('sqlite:') ? e.DATABASE_URL.slice('sqlite:'.length) : undefined;
+  const sqlitePath = e.DATABASE_URL.startsWith('sqlite:')
+    ? e.DATABASE_URL.slice('sqlite:'.length)
+    : undefined;
   const dataDir =
     sqlitePath && sqlitePath !== ':memory:' ? sqlitePath.replace(/[/\\][^/\\]*$/, '') || '.' : './data';
 

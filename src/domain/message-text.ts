@@ -2,6 +2,7 @@ import { ChatError } from '../protocol/errors.js';
 
 // C0/C1 controls and DEL, except the line breaks \n and \r (SPEC §4). NUL is refused here, before any store,
 // so SQLite and PostgreSQL (which cannot hold NUL in text) behave the same.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const FORBIDDEN_CONTROL = /[\u0000-\u0009\u000b\u000c\u000e-\u001f\u007f-\u009f]/u;
 
 /** Number of Unicode code points (what users call characters; an emoji is one, not two UTF-16 units). */

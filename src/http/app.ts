@@ -12,6 +12,7 @@ import { CloseCode } from '../protocol/close-codes.js';
 import { PROTOCOL_VERSION } from '../protocol/messages.js';
 import type { ChatStore } from '../store/types.js';
 import type { DevKeys } from './auth/dev-auth.js';
+import type { TokenVerifier } from './auth/verifier.js';
 import { Authenticator } from './authenticate.js';
 import { errorHandler, sendError } from './errors.js';
 import { WEBSOCKET_DOC } from './openapi.js';
@@ -22,7 +23,6 @@ import { devRoutes } from './routes/dev.js';
 import { opsRoutes } from './routes/ops.js';
 import { pageRoutes } from './routes/page.js';
 import { wsRoutes } from './ws.js';
-import type { TokenVerifier } from './auth/verifier.js';
 
 export interface AppDeps {
   settings: Settings;
@@ -50,16 +50,34 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
   }) as unknown as FastifyInstance;
 
+  // Bodies are optional where schemas say so (a bare `POST /live-chat/like`), even with a JSON content type.
+  // Prototype-poisoning keys (`__proto__`, `constructor.prototype`) are refused with 400.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = body.toString();
+    if (text.trim() === '') return done(null, undefined);
+    parseJson(request, text, done);
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler((code) => metrics.errors.inc({ code })));
   app.setNotFoundHandler((request, reply) => {
     metrics.errors.inc({ code: 'not_found' });
-    return sendError(reply, 'not_found', `No route ${request.method} ${redactUrl(request.url).split('?')[0]}.`);
+    return sendError(
+      reply,
+      'not_found',
+      `No route ${request.method} ${redactUrl(request.url).split('?')[0]}.`,
+    );
   });
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug(
-      { method: request.method, url: redactUrl(request.url), status: reply.statusCode, ms: reply.elapsedTime },
+      {
+        method: request.method,
+        url: redactUrl(request.url),
+        status: reply.statusCode,
+        ms: reply.elapsedTime,
+      },
       'request',
     );
   });

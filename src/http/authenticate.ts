@@ -57,7 +57,8 @@ export class Authenticator {
       throw new ChatError('unauthorized', 'This endpoint needs X-Admin-Key.');
     }
     if (!this.#adminDigest) throw new ChatError('forbidden', 'LIVE_CHAT_ADMIN_API_KEY is not configured.');
-    if (!timingSafeEqual(digest(key), this.#adminDigest)) throw new ChatError('unauthorized', 'Wrong admin key.');
+    if (!timingSafeEqual(digest(key), this.#adminDigest))
+      throw new ChatError('unauthorized', 'Wrong admin key.');
   }
 
   /** A HOST user or the admin key. */

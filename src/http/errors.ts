@@ -31,7 +31,10 @@ export function errorHandler(onError: (code: ErrorCode) => void) {
     if (hasZodFastifySchemaValidationErrors(err)) {
       const first = err.validation[0];
       const where = first?.instancePath ? ` at ${first.instancePath}` : '';
-      return respond('bad_request', `Invalid ${err.validationContext ?? 'request'}${where}: ${first?.message ?? 'invalid'}`);
+      return respond(
+        'bad_request',
+        `Invalid ${err.validationContext ?? 'request'}${where}: ${first?.message ?? 'invalid'}`,
+      );
     }
     if (isResponseSerializationError(err)) {
       request.log.error({ err }, 'response does not match its schema');

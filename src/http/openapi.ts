@@ -6,7 +6,8 @@ const closeCodeDocs: Record<keyof typeof CloseCode, string> = {
   INVALID_PAYLOAD: 'a text frame that is not valid UTF-8',
   POLICY: 'the handshake Origin is not allowed (`CORS_ORIGINS`)',
   TOO_LARGE: 'a frame larger than `LIVE_CHAT_MAX_FRAME_BYTES`',
-  UNAUTHORIZED: 'missing, invalid or expired token (also when it expires on an open socket without an `auth` refresh)',
+  UNAUTHORIZED:
+    'missing, invalid or expired token (also when it expires on an open socket without an `auth` refresh)',
   FORBIDDEN: 'forbidden',
   NOT_FOUND: 'no such session',
   SLOW_CONSUMER: 'the socket did not keep up with the room; reconnect with `since`',

@@ -6,7 +6,12 @@ import type { Clock } from '../domain/clock.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { ChatError, type ErrorCode } from '../protocol/errors.js';
-import { type ClientCommand, ClientCommandSchema, CLIENT_COMMAND_TYPES, type ServerEvent } from '../protocol/messages.js';
+import {
+  CLIENT_COMMAND_TYPES,
+  type ClientCommand,
+  ClientCommandSchema,
+  type ServerEvent,
+} from '../protocol/messages.js';
 import type { HubConnection } from '../realtime/hub.js';
 import type { Authenticator } from './authenticate.js';
 import { WsHubSocket } from './ws-socket.js';
@@ -30,12 +35,18 @@ export interface WsDeps {
 }
 
 /** Is a handshake's Origin acceptable? No Origin (non-browser clients) is; same origin is; else the allow-list. */
-export function originAllowed(origin: string | undefined, host: string | undefined, allowed: readonly string[]) {
+export function originAllowed(
+  origin: string | undefined,
+  host: string | undefined,
+  allowed: readonly string[],
+) {
   if (origin === undefined) return true;
   if (allowed.includes(origin)) return true;
   if (!URL.canParse(origin)) return false;
   const url = new URL(origin);
-  return (url.protocol === 'http:' || url.protocol === 'https:') && url.host === host && url.origin === origin;
+  return (
+    (url.protocol === 'http:' || url.protocol === 'https:') && url.host === host && url.origin === origin
+  );
 }
 
 export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
@@ -143,7 +154,8 @@ class SocketSession {
     try {
       await service.requireActive(sessionId);
     } catch (err) {
-      if (err instanceof ChatError && err.code === 'not_found') return this.#refuse(CloseCode.NOT_FOUND, 'no such session');
+      if (err instanceof ChatError && err.code === 'not_found')
+        return this.#refuse(CloseCode.NOT_FOUND, 'no such session');
       if (err instanceof ChatError) return this.#refuse(CloseCode.CHAT_CLOSED, 'chat not active');
       throw err;
     }
@@ -182,7 +194,14 @@ class SocketSession {
       init.lastMessageId,
     );
     this.deps.log.info(
-      { conn: this.id, user: user.userId, session: sessionId, since, batch: this.#batch, ip: this.request.ip },
+      {
+        conn: this.id,
+        user: user.userId,
+        session: sessionId,
+        since,
+        batch: this.#batch,
+        ip: this.request.ip,
+      },
       'websocket open',
     );
     if (sinceRaw !== undefined && since === undefined) {
@@ -230,45 +249,63 @@ class SocketSession {
     if (this.#handle) this.deps.service.hub.sendTo(this.#handle, event);
   }
 
-  #error(code: ErrorCode, message: string, extra: { client_msg_id?: string; retry_after_ms?: number } = {}): void {
+  #error(
+    code: ErrorCode,
+    message: string,
+    extra: { client_msg_id?: string; retry_after_ms?: number } = {},
+  ): void {
     this.deps.metrics.errors.inc({ code });
     this.#send({ type: 'error', code, message, ...extra });
   }
 
   #onFrame(data: RawData, isBinary: boolean): void {
     if (this.#closed || !this.#user) return;
-    if (isBinary) return this.#error('bad_request', 'Send JSON in text frames.');
+    if (isBinary) {
+      this.#error('bad_request', 'Send JSON in text frames.');
+      return;
+    }
     let parsed: unknown;
     try {
       parsed = JSON.parse(data.toString());
     } catch {
-      return this.#error('bad_request', 'The frame is not valid JSON.');
+      this.#error('bad_request', 'The frame is not valid JSON.');
+      return;
     }
     const command = ClientCommandSchema.safeParse(parsed);
     if (!command.success) {
       const type = (parsed as { type?: unknown } | null)?.type;
       if (typeof type !== 'string' || !(CLIENT_COMMAND_TYPES as string[]).includes(type)) {
-        return this.#error('bad_request', `Unknown message type; expected one of ${CLIENT_COMMAND_TYPES.join(', ')}.`);
+        this.#error(
+          'bad_request',
+          `Unknown message type; expected one of ${CLIENT_COMMAND_TYPES.join(', ')}.`,
+        );
+        return;
       }
       const issue = command.error.issues[0];
-      return this.#error(
+      this.#error(
         'bad_request',
         `Invalid ${type}: ${issue?.path.join('.') || 'frame'} ${issue?.message ?? 'is invalid'}`,
         typeof (parsed as { client_msg_id?: unknown }).client_msg_id === 'string' && type === 'message'
           ? clientMsgIdOf(parsed)
           : {},
       );
+      return;
     }
     void this.#dispatch(command.data).catch((err) => {
       const clientMsgId = command.data.type === 'message' ? command.data.client_msg_id : undefined;
       if (err instanceof ChatError) {
-        return this.#error(err.code, err.message, {
+        this.#error(err.code, err.message, {
           ...(clientMsgId ? { client_msg_id: clientMsgId } : {}),
           ...(err.retryAfterMs !== undefined ? { retry_after_ms: err.retryAfterMs } : {}),
         });
+        return;
       }
       this.deps.log.error({ err, conn: this.id, type: command.data.type }, 'command failed');
-      this.#error('internal_error', 'Something went wrong; try again.', clientMsgId ? { client_msg_id: clientMsgId } : {});
+      this.#error(
+        'internal_error',
+        'Something went wrong; try again.',
+        clientMsgId ? { client_msg_id: clientMsgId } : {},
+      );
     });
   }
 
@@ -296,8 +333,13 @@ class SocketSession {
         return;
       case 'auth': {
         const refreshed = await this.deps.auth.userFromToken(command.token).catch(() => undefined);
-        if (!refreshed) return this.#error('unauthorized', 'The new token is invalid or expired; the old one still counts until it expires.');
-        if (refreshed.user.userId !== user.userId) return this.#error('forbidden', 'The new token is for another user.');
+        if (!refreshed)
+          return this.#error(
+            'unauthorized',
+            'The new token is invalid or expired; the old one still counts until it expires.',
+          );
+        if (refreshed.user.userId !== user.userId)
+          return this.#error('forbidden', 'The new token is for another user.');
         this.#user = { ...user, ...refreshed.user };
         this.#expiresAt = refreshed.expiresAt;
         this.#armExpiry();

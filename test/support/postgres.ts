@@ -6,7 +6,8 @@ import pg from 'pg';
  * server and a maintenance database; each test file gets a fresh database of its own, dropped at the end.
  * Under CI=true a missing server fails the suite instead of skipping it.
  */
-export const TEST_PG_ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const TEST_PG_ADMIN_URL =
+  process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 export async function postgresAvailable(): Promise<boolean> {
   const client = new pg.Client({ connectionString: TEST_PG_ADMIN_URL, connectionTimeoutMillis: 2000 });
@@ -16,7 +17,9 @@ export async function postgresAvailable(): Promise<boolean> {
     return true;
   } catch (err) {
     if (process.env.CI === 'true') {
-      throw new Error(`PostgreSQL is required under CI=true but is not reachable at ${TEST_PG_ADMIN_URL}: ${err}`);
+      throw new Error(
+        `PostgreSQL is required under CI=true but is not reachable at ${TEST_PG_ADMIN_URL}: ${err}`,
+      );
     }
     return false;
   } finally {

@@ -17,7 +17,14 @@ import { ChatMessageSchema } from '../../protocol/messages.js';
 import type { Authenticator } from '../authenticate.js';
 
 const security = [{ bearerAuth: [] }];
-const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 429: ErrorBody };
+const errors = {
+  400: ErrorBody,
+  401: ErrorBody,
+  403: ErrorBody,
+  404: ErrorBody,
+  409: ErrorBody,
+  429: ErrorBody,
+};
 
 /** The viewer-facing REST endpoints (SPEC §4). */
 export function chatRoutes(app: FastifyInstance, service: ChatService, auth: Authenticator) {

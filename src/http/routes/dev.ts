@@ -14,14 +14,19 @@ export function devRoutes(app: FastifyInstance, keys: DevKeys, clock: Clock) {
       schema: {
         tags: ['development'],
         summary: 'Mint a dev token (dev auth mode only; absent in production)',
-        description: 'Valid for 24 hours. The same username always maps to the same user id. `roles: ["host"]` makes a HOST.',
+        description:
+          'Valid for 24 hours. The same username always maps to the same user id. `roles: ["host"]` makes a HOST.',
         body: DevTokenBody,
         response: { 200: DevTokenResponse, 400: ErrorBody },
       },
     },
     async (request) => {
       const minted = await mintDevToken(keys, request.body, clock.now());
-      return { token: minted.token, user_id: minted.userId, expires_at: new Date(minted.expiresAt).toISOString() };
+      return {
+        token: minted.token,
+        user_id: minted.userId,
+        expires_at: new Date(minted.expiresAt).toISOString(),
+      };
     },
   );
 

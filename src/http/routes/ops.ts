@@ -4,10 +4,16 @@ import { z } from 'zod';
 import type { Metrics } from '../../observability/metrics.js';
 import type { ChatStore } from '../../store/types.js';
 
-const Health = z.object({ status: z.enum(['ok', 'degraded', 'unavailable']), checks: z.record(z.string(), z.string()) });
+const Health = z.object({
+  status: z.enum(['ok', 'degraded', 'unavailable']),
+  checks: z.record(z.string(), z.string()),
+});
 
 /** Liveness, readiness and metrics: no credentials, as probes and scrapers expect. */
-export function opsRoutes(app: FastifyInstance, deps: { store: ChatStore; metrics: Metrics; draining: () => boolean }) {
+export function opsRoutes(
+  app: FastifyInstance,
+  deps: { store: ChatStore; metrics: Metrics; draining: () => boolean },
+) {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.get(
@@ -40,10 +46,14 @@ export function opsRoutes(app: FastifyInstance, deps: { store: ChatStore; metric
     },
   );
 
-  app.get('/metrics', { schema: { tags: ['operations'], summary: 'Prometheus metrics (text format)' } }, async (_req, reply) => {
-    reply.header('content-type', deps.metrics.contentType);
-    return deps.metrics.text();
-  });
+  app.get(
+    '/metrics',
+    { schema: { tags: ['operations'], summary: 'Prometheus metrics (text format)' } },
+    async (_req, reply) => {
+      reply.header('content-type', deps.metrics.contentType);
+      return deps.metrics.text();
+    },
+  );
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -1,0 +1,292 @@
+import { createHash } from 'node:crypto';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  customFetch,
+  errors,
+  type FetchImplementation,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  type JWTVerifyOptions,
+  jwtVerify,
+} from 'jose';
+import type { Settings } from '../../config/settings.js';
+import type { Clock } from '../../domain/clock.js';
+import { DEV_ISSUER, type DevKeys } from './dev-auth.js';
+import { AuthError, type AuthIdentity, identityFromClaims } from './identity.js';
+
+export { AuthError } from './identity.js';
+
+/** Longest token we will look at; anything longer is refused before hashing or crypto. */
+export const MAX_TOKEN_LENGTH = 8192;
+/** Seconds of clock skew allowed on `exp` and `nbf` (SPEC: at most 10). */
+export const CLOCK_TOLERANCE_S = 5;
+/** Only algorithm accepted: Descope session tokens and dev tokens are RS256. */
+export const ALGORITHMS: readonly string[] = Object.freeze(['RS256']);
+
+const TOKEN_CACHE_MAX_ENTRIES = 10_000;
+const TOKEN_CACHE_MAX_AGE_MS = 10 * 60_000;
+const DEFAULT_COOLDOWN_MS = 30_000;
+const DEFAULT_CACHE_MAX_AGE_MS = 10 * 60_000;
+const DEFAULT_FETCH_TIMEOUT_MS = 5000;
+// While the JWKS endpoint fails, keys from the last good fetch stay usable this long (see `staleFallback`).
+const STALE_KEYS_MAX_AGE_MS = 24 * 60 * 60_000;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** Counters for metrics and tests. */
+export interface VerifierStats {
+  /** Tokens that passed full verification (signature and claims). */
+  verified: number;
+  /** Tokens answered from the verified-token cache, without crypto. */
+  cacheHits: number;
+  /** Tokens refused, for any reason. */
+  rejected: number;
+  /** JWKS HTTP requests actually sent (successful or not). */
+  jwksFetches: number;
+  /** Of those, the ones that failed (network, timeout, non-200, not a JWKS). */
+  jwksFetchFailures: number;
+}
+
+/** Verifies bearer tokens and maps them to identities. */
+export interface TokenVerifier {
+  /** Resolves to the caller's identity, or rejects with `AuthError`. */
+  verify(token: string): Promise<AuthIdentity>;
+  /** `jwks`: production keys from a JWKS URL; `dev`: the service's own dev keys. */
+  readonly mode: 'jwks' | 'dev';
+  /** Live counters (read-only view). */
+  readonly stats: Readonly<VerifierStats>;
+  /** Drops cached tokens; later calls to `verify` reject. */
+  close(): void;
+}
+
+/** Options of `createTokenVerifier`. */
+export interface TokenVerifierOptions {
+  /** Source of "now" for `exp`/`nbf` and the token cache. */
+  clock: Clock;
+  /** Required in dev auth mode (`settings.devAuth`); ignored otherwise. */
+  devKeys?: DevKeys;
+  /** JWKS request timeout, ms. Default 5000. */
+  fetchTimeoutMs?: number;
+  /**
+   * Minimum time between JWKS requests caused by unknown `kid`s (after a success) or by retries (after a
+   * failure), ms. Default 30 000. jose measures it with the real clock, not `clock`.
+   */
+  jwksCooldownMs?: number;
+  /** Keys older than this are refetched before use, ms. Default 10 minutes. Real clock. */
+  jwksCacheMaxAgeMs?: number;
+}
+
+/** The JWKS URL in effect: `AUTH_JWKS_URL`, else derived from `DESCOPE_PROJECT_ID`; undefined in dev mode. */
+export function jwksUrlFor(settings: Settings): string | undefined {
+  if (settings.authJwksUrl) return settings.authJwksUrl;
+  if (settings.descopeProjectId) return `${settings.descopeBaseUrl}/v2/keys/${settings.descopeProjectId}`;
+  return undefined;
+}
+
+/** Descope issues both `P2abc` and `https://api.descope.com/P2abc` (or a custom domain) for project `P2abc`. */
+export function isDescopeIssuer(iss: unknown, projectId: string): boolean {
+  if (typeof iss !== 'string') return false;
+  if (iss === projectId) return true;
+  if (!URL.canParse(iss)) return false;
+  const url = new URL(iss);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return false;
+  return url.pathname.split('/').at(-1) === projectId;
+}
+
+function isJwkSet(value: unknown): value is JSONWebKeySet {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    Array.isArray((value as { keys?: unknown }).keys) &&
+    (value as { keys: unknown[] }).keys.every((k) => typeof k === 'object' && k !== null && !Array.isArray(k))
+  );
+}
+
+/** A reason for logs from whatever jose (or we) threw; jose messages never include the token. */
+function reasonOf(err: unknown): string {
+  if (err instanceof AuthError) return err.reason;
+  if (err instanceof errors.JWTExpired) return 'expired';
+  if (err instanceof errors.JWTClaimValidationFailed) return `claim ${err.claim}: ${err.reason}`;
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'alg not allowed';
+  if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad signature';
+  if (err instanceof errors.JWKSNoMatchingKey) return 'no key for kid';
+  if (err instanceof errors.JWKSMultipleMatchingKeys) return 'several keys for kid';
+  if (err instanceof errors.JWKSTimeout) return 'jwks timeout';
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid)
+    return `malformed: ${err.message}`;
+  if (err instanceof errors.JOSEError) return `${err.code}: ${err.message}`;
+  return `jwks unavailable: ${err instanceof Error ? err.message : String(err)}`;
+}
+
+interface CachedToken {
+  identity: AuthIdentity;
+  /** Wall time (per `clock`) after which the entry is re-verified from scratch. */
+  until: number;
+}
+
+/**
+ * Remote key resolver: jose's `createRemoteJWKSet` (cache, refetch on unknown kid, cooldown) plus two things jose
+ * does not do. (1) A failed fetch also starts a cooldown, so a flood of unknown kids while the endpoint is broken
+ * is not a flood of requests either (jose only counts cooldown from a success). (2) While fetches fail, keys from
+ * the last good fetch keep verifying for up to 24 h, so a JWKS outage longer than `cacheMaxAge` does not log
+ * everyone out; unknown kids still fail closed.
+ */
+function remoteKeys(url: string, options: TokenVerifierOptions, stats: VerifierStats): JWTVerifyGetKey {
+  const cooldownMs = options.jwksCooldownMs ?? DEFAULT_COOLDOWN_MS;
+  let lastFailureAt = Number.NEGATIVE_INFINITY;
+  let lastGood: { jwks: JSONWebKeySet; at: number; local: JWTVerifyGetKey } | undefined;
+
+  const fetchJwks: FetchImplementation = async (href, init) => {
+    if (Date.now() - lastFailureAt < cooldownMs)
+      throw new Error('JWKS fetch skipped: cooling down after a failure');
+    stats.jwksFetches++;
+    try {
+      const response = await fetch(href, init);
+      if (response.status !== 200) throw new Error(`JWKS endpoint answered ${response.status}`);
+      const text = await response.text();
+      const json: unknown = JSON.parse(text);
+      if (!isJwkSet(json)) throw new Error('JWKS endpoint answered something that is not a JWK set');
+      lastGood = { jwks: json, at: Date.now(), local: createLocalJWKSet(json) };
+      return new Response(text, { status: 200, headers: { 'content-type': 'application/json' } });
+    } catch (err) {
+      stats.jwksFetchFailures++;
+      lastFailureAt = Date.now();
+      throw err;
+    }
+  };
+
+  const remote = createRemoteJWKSet(new URL(url), {
+    cooldownDuration: cooldownMs,
+    cacheMaxAge: options.jwksCacheMaxAgeMs ?? DEFAULT_CACHE_MAX_AGE_MS,
+    timeoutDuration: options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS,
+    [customFetch]: fetchJwks,
+  });
+
+  return async (header, token) => {
+    try {
+      return await remote(header, token);
+    } catch (err) {
+      const unknownKid =
+        err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys;
+      // staleFallback: the fetch failed, not the lookup; try the keys we had.
+      if (unknownKid || !lastGood || Date.now() - lastGood.at > STALE_KEYS_MAX_AGE_MS) throw err;
+      try {
+        return await lastGood.local(header, token);
+      } catch {
+        throw err;
+      }
+    }
+  };
+}
+
+/**
+ * Build the token verifier for these settings: JWKS mode (keys from `AUTH_JWKS_URL` or Descope) or dev mode
+ * (`settings.devAuth`, keys from `options.devKeys`). RS256 only, `exp` required, 5 s clock tolerance, issuer and
+ * audience checked as SPEC §2 says, Descope refresh tokens refused. Verified tokens are cached by SHA-256 until
+ * `min(exp, +10 min)`; failures are not cached.
+ */
+export function createTokenVerifier(settings: Settings, options: TokenVerifierOptions): TokenVerifier {
+  const { clock } = options;
+  const stats: VerifierStats = {
+    verified: 0,
+    cacheHits: 0,
+    rejected: 0,
+    jwksFetches: 0,
+    jwksFetchFailures: 0,
+  };
+  const mode: 'jwks' | 'dev' = settings.devAuth ? 'dev' : 'jwks';
+
+  let getKey: JWTVerifyGetKey;
+  let issuer: string | undefined;
+  let audience: string | undefined;
+  let descopeProjectId: string | undefined;
+  if (mode === 'dev') {
+    if (!options.devKeys) throw new TypeError('dev auth mode needs devKeys');
+    getKey = createLocalJWKSet(options.devKeys.jwks);
+    // Dev tokens are minted here without an audience; AUTH_ISSUER/AUTH_AUDIENCE belong to the real issuer.
+    issuer = DEV_ISSUER;
+  } else {
+    const url = jwksUrlFor(settings);
+    if (!url) throw new TypeError('no JWKS source configured');
+    getKey = remoteKeys(url, options, stats);
+    issuer = settings.authIssuer;
+    audience = settings.authAudience;
+    if (!issuer) descopeProjectId = settings.descopeProjectId;
+  }
+
+  const verifyOptions: Omit<JWTVerifyOptions, 'currentDate'> = {
+    algorithms: [...ALGORITHMS],
+    clockTolerance: CLOCK_TOLERANCE_S,
+    requiredClaims: ['exp'],
+    ...(issuer !== undefined && { issuer }),
+    ...(audience !== undefined && { audience }),
+  };
+
+  // Insertion-ordered, so the first key is the oldest entry.
+  const cache = new Map<string, CachedToken>();
+  let closed = false;
+
+  async function verifyFully(token: string): Promise<AuthIdentity> {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, getKey, {
+        ...verifyOptions,
+        currentDate: new Date(clock.now()),
+      }));
+    } catch (err) {
+      throw new AuthError(reasonOf(err));
+    }
+    if (payload.drn === 'DSR') throw new AuthError('refresh token where a session token is expected');
+    if (descopeProjectId !== undefined && !isDescopeIssuer(payload.iss, descopeProjectId)) {
+      throw new AuthError('claim iss: not the Descope project');
+    }
+    return Object.freeze(identityFromClaims(payload, settings.authHostRole));
+  }
+
+  return {
+    mode,
+    stats,
+    async verify(token: string): Promise<AuthIdentity> {
+      try {
+        if (closed) throw new AuthError('verifier closed');
+        if (typeof token !== 'string' || token === '') throw new AuthError('missing token');
+        if (token.length > MAX_TOKEN_LENGTH) throw new AuthError('token too long');
+        if (!COMPACT_JWS.test(token)) throw new AuthError('malformed: not a compact JWS');
+
+        const key = createHash('sha256').update(token).digest('base64url');
+        const now = clock.now();
+        const hit = cache.get(key);
+        if (hit) {
+          // `until` already includes jose's tolerance (accepted while now < exp + tolerance).
+          if (now < hit.until) {
+            stats.cacheHits++;
+            return hit.identity;
+          }
+          cache.delete(key);
+        }
+
+        const identity = await verifyFully(token);
+        stats.verified++;
+        if (!closed) {
+          if (cache.size >= TOKEN_CACHE_MAX_ENTRIES) {
+            const oldest = cache.keys().next();
+            if (!oldest.done) cache.delete(oldest.value);
+          }
+          cache.set(key, {
+            identity,
+            until: Math.min(identity.expiresAt + CLOCK_TOLERANCE_S * 1000, now + TOKEN_CACHE_MAX_AGE_MS),
+          });
+        }
+        return identity;
+      } catch (err) {
+        stats.rejected++;
+        throw err instanceof AuthError ? err : new AuthError(reasonOf(err));
+      }
+    },
+    close(): void {
+      closed = true;
+      cache.clear();
+    },
+  };
+}

@@ -1,0 +1,265 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TestServer } from '../support/server.js';
+
+// Real server on an ephemeral port, real `ws` clients, SQLite in a temp dir.
+describe('chat over WebSocket and HTTP', () => {
+  let t: TestServer;
+  let alice: string;
+  let bob: string;
+  let sessionId: number;
+
+  beforeAll(async () => {
+    t = await startServer({ env: { LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '1000' } });
+    alice = await t.token('alice');
+    bob = await t.token('bob', { picture: 'https://example.com/bob.png' });
+    sessionId = await t.sessionId(alice);
+  });
+  afterAll(() => t.close());
+
+  it('[SPEC §5] two clients see each other’s messages, in order, sender included, after commit', async () => {
+    const a = await t.connect(sessionId, alice);
+    const b = await t.connect(sessionId, bob);
+    expect(a.init!.you).toMatchObject({
+      username: 'alice',
+      is_host: false,
+      is_winner: false,
+      profile_pic: null,
+    });
+    expect(b.init!.you).toMatchObject({ username: 'bob', profile_pic: 'https://example.com/bob.png' });
+    for (let i = 0; i < 5; i++) {
+      a.send({ type: 'message', message: `a${i}`, client_msg_id: `a-${i}` });
+      b.send({ type: 'message', message: `b${i}` });
+    }
+    const seenByA = await a.collect('new_message', (l) => l.length >= 10);
+    const seenByB = await b.collect('new_message', (l) => l.length >= 10);
+    const ids = seenByA.map((e) => e.message.id);
+    expect(ids).toEqual([...ids].sort((x, y) => x - y));
+    expect(seenByB.map((e) => e.message.id)).toEqual(ids);
+    expect(seenByA.filter((e) => e.message.username === 'alice').map((e) => e.message.message)).toEqual([
+      'a0',
+      'a1',
+      'a2',
+      'a3',
+      'a4',
+    ]);
+    const first = seenByB.find((e) => e.message.message === 'a0')!.message;
+    expect(first).toMatchObject({
+      session_id: sessionId,
+      user_id: t.userId(alice),
+      username: 'alice',
+      profile_pic: null,
+      is_winner: false,
+      is_host: false,
+      likes: 0,
+      client_msg_id: 'a-0',
+    });
+    expect(new Date(first.created_at).toISOString()).toBe(first.created_at);
+    expect(seenByB.find((e) => e.message.message === 'b0')!.message).not.toHaveProperty('client_msg_id');
+
+    // Everything acknowledged is in the history, in the same order.
+    const history = await t.request('GET', `/live-chat/messages?session_id=${sessionId}`, { token: alice });
+    expect(history.status).toBe(200);
+    expect(history.body.messages.map((m: any) => m.id).slice(-10)).toEqual(ids);
+    a.close();
+    b.close();
+  });
+
+  it('[SPEC §4] POST /live-chat/messages answers 201 with the stored message; it reaches the room', async () => {
+    const b = await t.connect(sessionId, bob);
+    const res = await t.request('POST', '/live-chat/messages', {
+      token: alice,
+      body: { message: '  over http  ' },
+    });
+    expect(res.status).toBe(201);
+    expect(res.body).toMatchObject({ message: 'over http', username: 'alice', session_id: sessionId });
+    const live = await b.next('new_message', (e) => e.message.id === res.body.id);
+    expect(live.message.message).toBe('over http');
+    b.close();
+  });
+
+  it('[SPEC §6] a retry with the same client_msg_id returns the original and stores nothing new', async () => {
+    const body = { message: 'only once', client_msg_id: 'retry-1' };
+    const first = await t.request('POST', '/live-chat/messages', { token: alice, body });
+    const again = await t.request('POST', '/live-chat/messages', {
+      token: alice,
+      body: { ...body, message: 'changed' },
+    });
+    expect(first.status).toBe(201);
+    expect(again.status).toBe(201);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.body).toEqual(first.body);
+    // Over the WebSocket the retry is answered to the sender only.
+    const a = await t.connect(sessionId, alice);
+    const b = await t.connect(sessionId, bob);
+    a.send({ type: 'message', message: 'only once', client_msg_id: 'retry-1' });
+    const echoed = await a.next('new_message', (e) => e.message.client_msg_id === 'retry-1');
+    expect(echoed.message.id).toBe(first.body.id);
+    // Another user may use the same client_msg_id: it is per user.
+    const bobs = await t.request('POST', '/live-chat/messages', { token: bob, body });
+    expect(bobs.body.id).not.toBe(first.body.id);
+    await b.next('new_message', (e) => e.message.id === bobs.body.id);
+    expect(b.messages().filter((m) => m.id === first.body.id)).toHaveLength(0);
+    const history = await t.request('GET', `/live-chat/messages?session_id=${sessionId}`, { token: alice });
+    expect(history.body.messages.filter((m: any) => m.client_msg_id === 'retry-1')).toHaveLength(2);
+    a.close();
+    b.close();
+  });
+
+  it('[SPEC §5] since resumes without gaps or duplicates while others keep sending', async () => {
+    const a = await t.connect(sessionId, alice);
+    const b = await t.connect(sessionId, bob);
+    b.send({ type: 'message', message: 'before drop' });
+    const lastSeen = (await a.next('new_message', (e) => e.message.message === 'before drop')).message.id;
+    a.terminate();
+    const sentWhileAway: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = await t.request('POST', '/live-chat/messages', {
+        token: bob,
+        body: { message: `away ${i}` },
+      });
+      sentWhileAway.push(r.body.id);
+    }
+    const resumed = await t.connect(sessionId, alice, { query: `since=${lastSeen}` });
+    // Keep sending during and after the reconnect.
+    const after = await t.request('POST', '/live-chat/messages', {
+      token: bob,
+      body: { message: 'after resume' },
+    });
+    await resumed.next('new_message', (e) => e.message.id === after.body.id);
+    const got = [...resumed.init!.messages.map((m: any) => m.id), ...resumed.messages().map((m) => m.id)];
+    expect(got).toEqual([...sentWhileAway, after.body.id]);
+    expect(new Set(got).size).toBe(got.length);
+    resumed.close();
+    b.close();
+  });
+
+  it('[SPEC §4] history pages: newest page, before_id, after_id, limit clamped to the maximum', async () => {
+    const ids: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const r = await t.request('POST', '/live-chat/messages', {
+        token: bob,
+        body: { message: `page ${i}` },
+      });
+      ids.push(r.body.id);
+    }
+    const newest = await t.request('GET', `/live-chat/messages?session_id=${sessionId}&limit=3`, {
+      token: alice,
+    });
+    expect(newest.body.messages.map((m: any) => m.id)).toEqual(ids.slice(-3));
+    expect(newest.body.has_more).toBe(true);
+    const older = await t.request('GET', `/live-chat/messages?limit=3&before_id=${ids[4]}`, { token: alice });
+    expect(older.body.messages.map((m: any) => m.id)).toEqual(ids.slice(1, 4));
+    expect(older.body.session_id).toBe(sessionId);
+    const newer = await t.request('GET', `/live-chat/messages?limit=3&after_id=${ids[2]}`, { token: alice });
+    expect(newer.body.messages.map((m: any) => m.id)).toEqual(ids.slice(3, 6));
+    expect(newer.body.has_more).toBe(true);
+    const tail = await t.request('GET', `/live-chat/messages?limit=3&after_id=${ids[4]}`, { token: alice });
+    expect(tail.body.messages.map((m: any) => m.id)).toEqual(ids.slice(5));
+    expect(tail.body.has_more).toBe(false);
+    const clamped = await t.request('GET', '/live-chat/messages?limit=100000', { token: alice });
+    expect(clamped.status).toBe(200);
+    expect(clamped.body.messages.length).toBeLessThanOrEqual(100);
+    for (const bad of ['limit=0', 'limit=-1', 'limit=abc', 'before_id=x', 'session_id=0']) {
+      const r = await t.request('GET', `/live-chat/messages?${bad}`, { token: alice });
+      expect(r.status, bad).toBe(400);
+      expect(r.body.error.code, bad).toBe('bad_request');
+    }
+    const unknown = await t.request('GET', '/live-chat/messages?session_id=999999', { token: alice });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error.code).toBe('not_found');
+  });
+
+  it('[SPEC §4] session hearts are repeatable and counted exactly; everyone sees the total', async () => {
+    const a = await t.connect(sessionId, alice);
+    const start = a.init!.total_likes as number;
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        t.request('POST', '/live-chat/like', { token: i % 2 ? alice : bob }),
+      ),
+    );
+    expect(results.map((r) => [r.status, r.body.error?.message ?? ''])).toEqual(results.map(() => [200, '']));
+    expect(Math.max(...results.map((r) => r.body.total_likes))).toBe(start + 10);
+    a.send({ type: 'like' });
+    a.send({ type: 'like' });
+    expect(await a.count('session_like_update', 'total_likes', (n) => n === start + 12)).toBe(start + 12);
+    const status = await t.request('GET', '/live-chat/status', { token: alice });
+    expect(status.body.session.total_likes).toBe(start + 12);
+    a.close();
+  });
+
+  it('[SPEC §4] a message is liked at most once per user, and the like can be taken back', async () => {
+    const msg = (
+      await t.request('POST', '/live-chat/messages', { token: alice, body: { message: 'like me' } })
+    ).body;
+    const a = await t.connect(sessionId, alice);
+    const like = await t.request('POST', `/live-chat/like-message/${msg.id}`, { token: bob });
+    expect(like.status).toBe(200);
+    expect(like.body).toEqual({ message_id: msg.id, likes: 1, liked: true });
+    const repeat = await t.request('POST', `/live-chat/like-message/${msg.id}`, { token: bob });
+    expect(repeat.body).toEqual({ message_id: msg.id, likes: 1, liked: true });
+    await a.next('message_like_update', (e) => e.message_id === msg.id && e.likes === 1);
+    a.send({ type: 'like_message', message_id: msg.id });
+    await a.next('message_like_update', (e) => e.message_id === msg.id && e.likes === 2);
+    // liked_by_me follows the requesting user, in history and in init.
+    const hist = await t.request('GET', `/live-chat/messages?after_id=${msg.id - 1}&limit=1`, { token: bob });
+    expect(hist.body.messages[0]).toMatchObject({ id: msg.id, likes: 2, liked_by_me: true });
+    const reopened = await t.connect(sessionId, bob);
+    expect(reopened.init!.messages.find((m: any) => m.id === msg.id)).toMatchObject({
+      likes: 2,
+      liked_by_me: true,
+    });
+    const unlike = await t.request('DELETE', `/live-chat/like-message/${msg.id}`, { token: bob });
+    expect(unlike.body).toEqual({ message_id: msg.id, likes: 1, liked: false });
+    const unlikeAgain = await t.request('DELETE', `/live-chat/like-message/${msg.id}`, { token: bob });
+    expect(unlikeAgain.body).toEqual({ message_id: msg.id, likes: 1, liked: false });
+    await a.next('message_like_update', (e) => e.message_id === msg.id && e.likes === 1);
+    const missing = await t.request('POST', '/live-chat/like-message/99999999', { token: bob });
+    expect(missing.status).toBe(404);
+    expect(missing.body.error.code).toBe('not_found');
+    a.send({ type: 'like_message', message_id: 99999999 });
+    expect((await a.next('error')).code).toBe('not_found');
+    a.close();
+    reopened.close();
+  });
+
+  it('[SPEC §5] viewer count counts distinct users: two tabs of one user count once', async () => {
+    const carol = await t.token('carol');
+    const dave = await t.token('dave');
+    const c1 = await t.connect(sessionId, carol);
+    const base = c1.init!.viewer_count as number;
+    const c2 = await t.connect(sessionId, carol);
+    expect(c2.init!.viewer_count).toBe(base);
+    const d = await t.connect(sessionId, dave);
+    expect(d.init!.viewer_count).toBe(base + 1);
+    await c1.count('viewer_count_update', 'viewer_count', (n) => n === base + 1);
+    d.close();
+    await c1.count('viewer_count_update', 'viewer_count', (n) => n === base);
+    c2.close();
+    // One tab of carol is still open: she still counts.
+    await new Promise((r) => setTimeout(r, 400));
+    const status = await t.request('GET', '/live-chat/status', { token: carol });
+    expect(status.body.session.viewer_count).toBe(base);
+    c1.close();
+  });
+
+  it('[SPEC §5] malformed frames get bad_request and the connection stays open', async () => {
+    const a = await t.connect(sessionId, alice);
+    for (const frame of [
+      'not json',
+      '[1,2]',
+      '{"type":"nope"}',
+      '{"type":"message"}',
+      '{"type":"like_message","message_id":"x"}',
+      'null',
+      '{"__proto__":{"type":"ping"}}',
+    ]) {
+      a.send(frame);
+      const err = await a.next('error');
+      expect(err.code, frame).toBe('bad_request');
+    }
+    a.send({ type: 'ping' });
+    expect((await a.next('pong')).server_time).toMatch(/Z$/);
+    expect(({} as any).type).toBeUndefined();
+    a.close();
+  });
+});
