@@ -17,7 +17,10 @@ async function main(): Promise<void> {
   const logger = createLogger(settings);
   const server = await createServer(settings, { logger });
   const url = await server.listen();
-  logger.info({ url, database: settings.databaseUrl.replace(/\/\/[^@/]*@/, '//***@') }, `draw-chat listening on ${url}`);
+  logger.info(
+    { url, database: settings.databaseUrl.replace(/\/\/[^@/]*@/, '//***@') },
+    `draw-chat listening on ${url}`,
+  );
 
   let stopping = false;
   const stop = (signal: string) => {

@@ -36,7 +36,10 @@ export function createLogger(settings: Settings): Logger {
   return pino({
     level: settings.logLevel,
     base: { service: 'draw-chat' },
-    redact: { paths: ['req.headers.authorization', 'req.headers["x-admin-key"]', 'token'], censor: '[REDACTED]' },
+    redact: {
+      paths: ['req.headers.authorization', 'req.headers["x-admin-key"]', 'token'],
+      censor: '[REDACTED]',
+    },
     serializers: {
       req: (req: { method?: string; url?: string; ip?: string }) => ({
         method: req.method,
@@ -56,7 +59,9 @@ export async function createServer(settings: Settings, options: ServerOptions = 
   let bus: Bus | undefined;
   try {
     await store.migrate();
-    const devKeys: DevKeys | undefined = settings.devAuth ? await loadOrCreateDevKeys(settings.dataDir) : undefined;
+    const devKeys: DevKeys | undefined = settings.devAuth
+      ? await loadOrCreateDevKeys(settings.dataDir)
+      : undefined;
     if (settings.devAuth) {
       logger.warn(
         'dev auth mode: this server signs its own tokens (POST /live-chat/dev/token). Set AUTH_JWKS_URL or DESCOPE_PROJECT_ID for real users.',

@@ -79,7 +79,8 @@ export class Metrics {
       labelNames: ['result'],
       registers,
     });
-    if (options.collectDefault !== false) client.collectDefaultMetrics({ register: this.registry, prefix: 'drawchat_' });
+    if (options.collectDefault !== false)
+      client.collectDefaultMetrics({ register: this.registry, prefix: 'drawchat_' });
   }
 
   /** Per-second rates are derived by Prometheus (`rate(drawchat_messages_total[1m])`). */

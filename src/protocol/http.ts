@@ -55,8 +55,11 @@ export const SendMessageBody = z.object({
   session_id: z.number().int().positive().optional().describe('Must be the active session when given'),
 });
 
-export const SessionLikeBody = z.object({ session_id: z.number().int().positive().optional() }).optional();
-export const SessionLikeResponse = z.object({ session_id: z.number().int().positive(), total_likes: z.number().int() });
+export const SessionLikeBody = z.object({ session_id: z.number().int().positive().optional() }).nullish();
+export const SessionLikeResponse = z.object({
+  session_id: z.number().int().positive(),
+  total_likes: z.number().int(),
+});
 
 export const MessageIdParams = z.object({ message_id: positiveIntString });
 export const MessageLikeResponse = z.object({
@@ -67,7 +70,10 @@ export const MessageLikeResponse = z.object({
 
 export const SessionIdParams = z.object({ session_id: positiveIntString });
 export const WinnersBody = z.object({ user_ids: z.array(z.string().min(1).max(256)).max(1000) });
-export const WinnersResponse = z.object({ session_id: z.number().int().positive(), user_ids: z.array(z.string()) });
+export const WinnersResponse = z.object({
+  session_id: z.number().int().positive(),
+  user_ids: z.array(z.string()),
+});
 
 export const UserIdParams = z.object({ user_id: z.string().min(1).max(256) });
 export const UserProfileBody = z.object({
