@@ -1,0 +1,64 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import type { Database, Dialect } from './schema.js';
+
+const INT8_OID = 20;
+
+// int8 (bigserial ids, bigint counts, COUNT(*)) as a JS number instead of a string. Scoped to our pool, so other
+// pg users in the process keep the default. Values stay far below 2^53.
+const pgTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID && format !== 'binary'
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/** An open database and the dialect it speaks. */
+export interface OpenDatabase {
+  db: Kysely<Database>;
+  dialect: Dialect;
+}
+
+/** The file path of a `sqlite:` URL (`:memory:` stays as is), or undefined for other URLs. */
+export function sqlitePathOf(url: string): string | undefined {
+  if (!url.startsWith('sqlite:')) return undefined;
+  let path = url.slice('sqlite:'.length);
+  // Also accept the URL-ish form sqlite:///abs/path or sqlite://rel/path.
+  if (path.startsWith('//')) path = path.slice(2);
+  return path;
+}
+
+/**
+ * Opens `sqlite:<path>` (relative or absolute; the parent directory is created; `sqlite::memory:` for a
+ * throw-away database) or `postgres://…` / `postgresql://…` (a pool of 10 connections).
+ */
+export function openDatabase(url: string): OpenDatabase {
+  const path = sqlitePathOf(url);
+  if (path !== undefined) {
+    if (path === '')
+      throw new Error('DATABASE_URL sqlite: needs a file path, e.g. sqlite:./data/live-chat.db');
+    const memory = path === ':memory:';
+    if (!memory) mkdirSync(dirname(resolve(path)), { recursive: true });
+    const sqlite = new SqliteDatabase(memory ? ':memory:' : resolve(path));
+    sqlite.pragma('journal_mode = WAL');
+    // FULL: an acknowledged message survives a power loss, not only a crash (SPEC §6).
+    sqlite.pragma('synchronous = FULL');
+    sqlite.pragma('busy_timeout = 5000');
+    sqlite.pragma('foreign_keys = ON');
+    return {
+      db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }),
+      dialect: 'sqlite',
+    };
+  }
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    const pool = new pg.Pool({ connectionString: url, max: 10, types: pgTypes });
+    // An idle connection that drops emits 'error' on the pool; unhandled it would kill the process. The next
+    // query gets a fresh connection or reports the failure itself.
+    pool.on('error', () => {});
+    return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), dialect: 'postgres' };
+  }
+  throw new Error('DATABASE_URL must be sqlite:<path> or postgres://…');
+}

@@ -1,0 +1,703 @@
+import { type Kysely, type Selectable, sql } from 'kysely';
+import { openDatabase } from './database.js';
+import { migrateToLatest } from './migrations/index.js';
+import type {
+  Database,
+  Dialect,
+  LiveChatMessagesTable,
+  LiveChatSessionsTable,
+  UsersTable,
+} from './schema.js';
+import type {
+  ChatStore,
+  HistoryPage,
+  HistoryPageQuery,
+  NewMessage,
+  SessionRecord,
+  StoredMessage,
+  UserClaimsInput,
+  UserRecord,
+  WriteBatch,
+  WriteBatchResult,
+} from './types.js';
+
+type MessageRow = Selectable<LiveChatMessagesTable>;
+type SessionRow = Selectable<LiveChatSessionsTable>;
+type UserRow = Selectable<UsersTable>;
+
+/** Rows per multi-row statement: well under both dialects' bound-parameter limits. */
+const CHUNK = 500;
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const toMs = (value: Date | string): number => (value instanceof Date ? value.getTime() : Date.parse(value));
+const toBool = (value: boolean | number): boolean => value === true || value === 1;
+
+function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function toUser(row: UserRow): UserRecord {
+  // `||`, not `??`: an empty name or picture is as good as none.
+  return {
+    id: row.id,
+    username: row.claim_name || row.profile_name || row.fallback_name || row.id,
+    profilePic: row.claim_picture || row.profile_pic || null,
+  };
+}
+
+function toSession(row: SessionRow): SessionRecord {
+  return {
+    id: Number(row.id),
+    drawTime: toMs(row.draw_time),
+    startsAt: toMs(row.starts_at),
+    endsAt: toMs(row.ends_at),
+    isActive: toBool(row.is_active),
+    totalLikes: Number(row.total_likes),
+  };
+}
+
+function toMessage(row: MessageRow): StoredMessage {
+  return {
+    id: Number(row.id),
+    sessionId: Number(row.session_id),
+    userId: row.user_id,
+    username: row.username,
+    profilePic: row.profile_pic,
+    isHost: toBool(row.is_host),
+    message: row.message,
+    createdAt: toMs(row.created_at),
+    likes: Number(row.likes),
+    clientMsgId: row.client_msg_id,
+  };
+}
+
+/** Whether `stored` is the row inserted for `input` (to pair RETURNING rows with inputs). */
+function sameContent(stored: StoredMessage, input: NewMessage): boolean {
+  return (
+    stored.sessionId === input.sessionId &&
+    stored.userId === input.userId &&
+    stored.message === input.message &&
+    // Stored with millisecond precision.
+    stored.createdAt === Date.parse(iso(input.createdAt)) &&
+    stored.username === input.username &&
+    stored.profilePic === input.profilePic &&
+    stored.isHost === input.isHost
+  );
+}
+
+const idempotencyKey = (sessionId: number, userId: string, clientMsgId: string): string =>
+  JSON.stringify([sessionId, userId, clientMsgId]);
+
+/** `ChatStore` on Kysely, for SQLite (better-sqlite3) and PostgreSQL (pg). */
+export class KyselyChatStore implements ChatStore {
+  readonly db: Kysely<Database>;
+  readonly dialect: Dialect;
+
+  constructor(db: Kysely<Database>, dialect: Dialect) {
+    this.db = db;
+    this.dialect = dialect;
+  }
+
+  async migrate(): Promise<void> {
+    await migrateToLatest(this.db, this.dialect);
+  }
+
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.db);
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+
+  /** The dialect's boolean: `boolean` on PostgreSQL, 0/1 on SQLite (better-sqlite3 cannot bind booleans). */
+  #bool(value: boolean): boolean | number {
+    return this.dialect === 'postgres' ? value : value ? 1 : 0;
+  }
+
+  /**
+   * Runs `fn` in one transaction. SQLite uses BEGIN IMMEDIATE: the write lock is taken (waiting up to
+   * busy_timeout) before the first read, so a read-then-write transaction cannot fail with SQLITE_BUSY halfway.
+   */
+  async #transaction<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
+    if (this.dialect === 'postgres') return this.db.transaction().execute(fn);
+    return this.db.connection().execute(async (conn) => {
+      await sql`begin immediate`.execute(conn);
+      try {
+        const result = await fn(conn);
+        await sql`commit`.execute(conn);
+        return result;
+      } catch (err) {
+        // Some errors already ended the transaction; the original error is the one to report.
+        await sql`rollback`.execute(conn).catch(() => {});
+        throw err;
+      }
+    });
+  }
+
+  // --- users -------------------------------------------------------------------------------------------------
+
+  async upsertUserFromClaims(input: UserClaimsInput): Promise<UserRecord> {
+    const at = iso(input.at);
+    const row = await this.db
+      .insertInto('users')
+      .values({
+        id: input.id,
+        claim_name: input.claimName,
+        claim_picture: input.claimPicture,
+        profile_name: null,
+        profile_pic: null,
+        fallback_name: input.fallbackName,
+        created_at: at,
+        updated_at: at,
+      })
+      .onConflict((oc) =>
+        oc.column('id').doUpdateSet({
+          claim_name: input.claimName,
+          claim_picture: input.claimPicture,
+          fallback_name: input.fallbackName,
+          updated_at: at,
+        }),
+      )
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toUser(row);
+  }
+
+  async setUserProfile(
+    id: string,
+    profile: { username?: string; profilePic?: string | null },
+    at: number,
+  ): Promise<UserRecord> {
+    const now = iso(at);
+    const update: { profile_name?: string; profile_pic?: string | null; updated_at: string } = {
+      updated_at: now,
+    };
+    if (profile.username !== undefined) update.profile_name = profile.username;
+    if (profile.profilePic !== undefined) update.profile_pic = profile.profilePic;
+    const row = await this.db
+      .insertInto('users')
+      .values({
+        id,
+        claim_name: null,
+        claim_picture: null,
+        profile_name: profile.username ?? null,
+        profile_pic: profile.profilePic ?? null,
+        // The backend may name a user before their first visit; the id is the last resort.
+        fallback_name: id,
+        created_at: now,
+        updated_at: now,
+      })
+      .onConflict((oc) => oc.column('id').doUpdateSet(update))
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toUser(row);
+  }
+
+  async getUser(id: string): Promise<UserRecord | undefined> {
+    const row = await this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toUser(row);
+  }
+
+  // --- sessions ----------------------------------------------------------------------------------------------
+
+  async ensureSession(input: { drawTime: number; startsAt: number; endsAt: number }): Promise<SessionRecord> {
+    const drawTime = iso(input.drawTime);
+    const existing = await this.db
+      .selectFrom('live_chat_sessions')
+      .selectAll()
+      .where('draw_time', '=', drawTime)
+      .executeTakeFirst();
+    // The common case (window unchanged) reads only: no row version churn on PostgreSQL.
+    if (existing) {
+      const session = toSession(existing);
+      if (session.startsAt === input.startsAt && session.endsAt === input.endsAt) return session;
+    }
+    const now = iso(Date.now());
+    const row = await this.db
+      .insertInto('live_chat_sessions')
+      .values({
+        draw_time: drawTime,
+        starts_at: iso(input.startsAt),
+        ends_at: iso(input.endsAt),
+        created_at: now,
+        updated_at: now,
+      })
+      .onConflict((oc) =>
+        oc.column('draw_time').doUpdateSet({
+          starts_at: iso(input.startsAt),
+          ends_at: iso(input.endsAt),
+          updated_at: now,
+        }),
+      )
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toSession(row);
+  }
+
+  async getSession(id: number): Promise<SessionRecord | undefined> {
+    const row = await this.db
+      .selectFrom('live_chat_sessions')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row && toSession(row);
+  }
+
+  async latestSessionStartedBy(at: number): Promise<SessionRecord | undefined> {
+    const row = await this.db
+      .selectFrom('live_chat_sessions')
+      .selectAll()
+      .where('starts_at', '<=', iso(at))
+      .orderBy('draw_time', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row && toSession(row);
+  }
+
+  async setActiveSession(activeId: number | null): Promise<void> {
+    const on = this.#bool(true);
+    const off = this.#bool(false);
+    await this.#transaction(async (trx) => {
+      if (this.dialect === 'postgres') {
+        // Row locks in ascending id order, the same order write() takes them: no deadlock between the two.
+        await trx
+          .selectFrom('live_chat_sessions')
+          .select('id')
+          .where((eb) =>
+            activeId === null
+              ? eb('is_active', '=', on)
+              : eb.or([eb('is_active', '=', on), eb('id', '=', activeId)]),
+          )
+          .orderBy('id')
+          .forUpdate()
+          .execute();
+      }
+      let deactivate = trx
+        .updateTable('live_chat_sessions')
+        .set({ is_active: off })
+        .where('is_active', '=', on);
+      if (activeId !== null) deactivate = deactivate.where('id', '!=', activeId);
+      await deactivate.execute();
+      if (activeId !== null) {
+        await trx
+          .updateTable('live_chat_sessions')
+          .set({ is_active: on })
+          .where('id', '=', activeId)
+          .where('is_active', '=', off)
+          .execute();
+      }
+    });
+  }
+
+  // --- the group commit --------------------------------------------------------------------------------------
+
+  async write(batch: WriteBatch): Promise<WriteBatchResult> {
+    if (
+      batch.messages.length === 0 &&
+      batch.hearts.length === 0 &&
+      batch.messageLikes.length === 0 &&
+      batch.viewers.length === 0
+    ) {
+      return { messages: [], hearts: [], messageLikes: [] };
+    }
+    return this.#transaction(async (trx) => {
+      const heartSums = new Map<number, number>();
+      for (const h of batch.hearts) heartSums.set(h.sessionId, (heartSums.get(h.sessionId) ?? 0) + h.count);
+
+      // A message's session never changes, so reading it before taking the locks is safe.
+      const likedIds = [...new Set(batch.messageLikes.map((l) => l.messageId))];
+      const likedSessions = new Map<number, number>();
+      for (const ids of chunks(likedIds)) {
+        const rows = await trx
+          .selectFrom('live_chat_messages')
+          .select(['id', 'session_id'])
+          .where('id', 'in', ids)
+          .execute();
+        for (const r of rows) likedSessions.set(Number(r.id), Number(r.session_id));
+      }
+
+      // Lock every touched session row in ascending id order (DESIGN §1): ids taken after the lock follow
+      // commit order within a session, and writers on several nodes cannot deadlock. The hearts ride along.
+      const sessionIds = new Set<number>([
+        ...batch.messages.map((m) => m.sessionId),
+        ...heartSums.keys(),
+        ...batch.viewers.map((v) => v.sessionId),
+        ...likedSessions.values(),
+      ]);
+      const now = iso(Date.now());
+      const totals = new Map<number, number>();
+      for (const id of [...sessionIds].sort((a, b) => a - b)) {
+        const add = heartSums.get(id) ?? 0;
+        const row = await trx
+          .updateTable('live_chat_sessions')
+          .set((eb) => ({ updated_at: now, total_likes: eb('total_likes', '+', add) }))
+          .where('id', '=', id)
+          .returning('total_likes')
+          .executeTakeFirst();
+        if (!row) throw new Error(`write: unknown session ${id}`);
+        totals.set(id, Number(row.total_likes));
+      }
+
+      const messages = await this.#insertMessages(trx, batch.messages);
+      const hearts = [...heartSums.keys()].map((sessionId) => ({
+        sessionId,
+        totalLikes: totals.get(sessionId)!,
+      }));
+      const messageLikes = await this.#applyMessageLikes(trx, batch.messageLikes, likedSessions);
+      await this.#applyViewers(trx, batch.viewers);
+      return { messages, hearts, messageLikes };
+    });
+  }
+
+  async #insertMessages(
+    trx: Kysely<Database>,
+    input: readonly NewMessage[],
+  ): Promise<WriteBatchResult['messages']> {
+    const results: Array<WriteBatchResult['messages'][number] | undefined> = new Array(input.length);
+
+    // Already stored retries.
+    const keyed = input.filter((m): m is NewMessage & { clientMsgId: string } => m.clientMsgId !== null);
+    const stored = new Map<string, StoredMessage>();
+    for (const part of chunks(keyed)) {
+      const rows = await trx
+        .selectFrom('live_chat_messages')
+        .selectAll()
+        .where((eb) =>
+          eb.or(
+            part.map((m) =>
+              eb.and([
+                eb('session_id', '=', m.sessionId),
+                eb('user_id', '=', m.userId),
+                eb('client_msg_id', '=', m.clientMsgId),
+              ]),
+            ),
+          ),
+        )
+        .execute();
+      for (const r of rows)
+        stored.set(idempotencyKey(Number(r.session_id), r.user_id, r.client_msg_id!), toMessage(r));
+    }
+
+    const toInsert: number[] = [];
+    const firstInBatch = new Map<string, number>();
+    const repeatOf = new Map<number, number>();
+    input.forEach((m, i) => {
+      if (m.clientMsgId === null) {
+        toInsert.push(i);
+        return;
+      }
+      const key = idempotencyKey(m.sessionId, m.userId, m.clientMsgId);
+      const earlier = stored.get(key);
+      if (earlier) {
+        results[i] = { message: earlier, duplicate: true };
+        return;
+      }
+      const first = firstInBatch.get(key);
+      if (first !== undefined) {
+        repeatOf.set(i, first);
+        return;
+      }
+      firstInBatch.set(key, i);
+      toInsert.push(i);
+    });
+
+    for (const part of chunks(toInsert)) {
+      const rows = await trx
+        .insertInto('live_chat_messages')
+        .values(
+          part.map((i) => {
+            const m = input[i]!;
+            return {
+              session_id: m.sessionId,
+              user_id: m.userId,
+              username: m.username,
+              profile_pic: m.profilePic,
+              is_host: this.#bool(m.isHost),
+              message: m.message,
+              client_msg_id: m.clientMsgId,
+              created_at: iso(m.createdAt),
+            };
+          }),
+        )
+        // A backstop only: under the session lock nobody else can insert the same key meanwhile.
+        .onConflict((oc) => oc.columns(['session_id', 'user_id', 'client_msg_id']).doNothing())
+        .returningAll()
+        .execute();
+      // Neither dialect promises RETURNING order. A client_msg_id pairs a row with its input exactly; rows
+      // without one pair by content, lowest id first (identical rows are interchangeable), else by position.
+      const returned = rows.map(toMessage).sort((a, b) => a.id - b.id);
+      const byKey = new Map<string, StoredMessage>();
+      const anonymous: StoredMessage[] = [];
+      for (const r of returned) {
+        if (r.clientMsgId === null) anonymous.push(r);
+        else byKey.set(idempotencyKey(r.sessionId, r.userId, r.clientMsgId), r);
+      }
+      for (const i of part) {
+        const m = input[i]!;
+        if (m.clientMsgId === null) {
+          const at = Math.max(
+            0,
+            anonymous.findIndex((r) => sameContent(r, m)),
+          );
+          const row = anonymous.splice(at, 1)[0];
+          if (!row) throw new Error('write: an inserted message did not come back');
+          results[i] = { message: row, duplicate: false };
+          continue;
+        }
+        const inserted = byKey.get(idempotencyKey(m.sessionId, m.userId, m.clientMsgId));
+        if (inserted) {
+          results[i] = { message: inserted, duplicate: false };
+          continue;
+        }
+        // ON CONFLICT skipped it: stored meanwhile, outside our view.
+        const row = await trx
+          .selectFrom('live_chat_messages')
+          .selectAll()
+          .where('session_id', '=', m.sessionId)
+          .where('user_id', '=', m.userId)
+          .where('client_msg_id', '=', m.clientMsgId)
+          .executeTakeFirstOrThrow();
+        results[i] = { message: toMessage(row), duplicate: true };
+      }
+    }
+
+    for (const [i, first] of repeatOf) results[i] = { message: results[first]!.message, duplicate: true };
+    return results.map((r) => r!);
+  }
+
+  async #applyMessageLikes(
+    trx: Kysely<Database>,
+    ops: WriteBatch['messageLikes'],
+    sessionOf: ReadonlyMap<number, number>,
+  ): Promise<WriteBatchResult['messageLikes']> {
+    if (ops.length === 0) return [];
+    // Read the counts under the session locks: every writer of `likes` holds them, so the counts kept here
+    // stay exact for the whole transaction.
+    const likes = new Map<number, number>();
+    for (const ids of chunks([...sessionOf.keys()])) {
+      const rows = await trx
+        .selectFrom('live_chat_messages')
+        .select(['id', 'likes'])
+        .where('id', 'in', ids)
+        .where('deleted_at', 'is', null)
+        .execute();
+      for (const r of rows) likes.set(Number(r.id), Number(r.likes));
+    }
+    const start = new Map(likes);
+
+    const results: WriteBatchResult['messageLikes'] = [];
+    for (const op of ops) {
+      const sessionId = sessionOf.get(op.messageId);
+      const before = likes.get(op.messageId);
+      if (sessionId === undefined || before === undefined) {
+        results.push(null);
+        continue;
+      }
+      let changed: boolean;
+      if (op.liked) {
+        const inserted = await trx
+          .insertInto('live_chat_likes')
+          .values({
+            message_id: op.messageId,
+            user_id: op.userId,
+            session_id: sessionId,
+            created_at: iso(op.at),
+          })
+          .onConflict((oc) => oc.columns(['message_id', 'user_id']).doNothing())
+          .returning('message_id')
+          .executeTakeFirst();
+        changed = inserted !== undefined;
+      } else {
+        const deleted = await trx
+          .deleteFrom('live_chat_likes')
+          .where('message_id', '=', op.messageId)
+          .where('user_id', '=', op.userId)
+          .returning('message_id')
+          .executeTakeFirst();
+        changed = deleted !== undefined;
+      }
+      const after = changed ? before + (op.liked ? 1 : -1) : before;
+      likes.set(op.messageId, after);
+      results.push({ messageId: op.messageId, sessionId, likes: after, changed });
+    }
+
+    // One relative update per message, so the count moves by exactly the rows inserted and deleted above.
+    for (const [id, count] of likes) {
+      const delta = count - start.get(id)!;
+      if (delta === 0) continue;
+      await trx
+        .updateTable('live_chat_messages')
+        .set((eb) => ({ likes: eb('likes', '+', delta) }))
+        .where('id', '=', id)
+        .execute();
+    }
+    return results;
+  }
+
+  async #applyViewers(trx: Kysely<Database>, changes: WriteBatch['viewers']): Promise<void> {
+    if (changes.length === 0) return;
+    // Applying the changes of one (session, user) in order ends where the last one says, with first_seen_at
+    // from the first; one row per key also keeps PostgreSQL's ON CONFLICT from touching a row twice.
+    const latest = new Map<
+      string,
+      { sessionId: number; userId: string; active: boolean; at: number; first: number }
+    >();
+    for (const v of changes) {
+      const key = JSON.stringify([v.sessionId, v.userId]);
+      const prev = latest.get(key);
+      latest.set(key, { ...v, first: prev ? prev.first : v.at });
+    }
+    for (const part of chunks([...latest.values()])) {
+      await trx
+        .insertInto('live_chat_viewers')
+        .values(
+          part.map((v) => ({
+            session_id: v.sessionId,
+            user_id: v.userId,
+            is_active: this.#bool(v.active),
+            first_seen_at: iso(v.first),
+            last_seen_at: iso(v.at),
+            disconnected_at: v.active ? null : iso(v.at),
+          })),
+        )
+        .onConflict((oc) =>
+          oc.columns(['session_id', 'user_id']).doUpdateSet((eb) => ({
+            is_active: eb.ref('excluded.is_active'),
+            last_seen_at: eb.ref('excluded.last_seen_at'),
+            disconnected_at: eb.ref('excluded.disconnected_at'),
+          })),
+        )
+        .execute();
+    }
+  }
+
+  // --- history -----------------------------------------------------------------------------------------------
+
+  async listMessages(sessionId: number, query: HistoryPageQuery): Promise<HistoryPage> {
+    const limit = Math.max(0, Math.floor(query.limit));
+    let q = this.db
+      .selectFrom('live_chat_messages')
+      .selectAll()
+      .where('session_id', '=', sessionId)
+      .where('deleted_at', 'is', null);
+    if (query.beforeId !== undefined) q = q.where('id', '<', query.beforeId);
+    if (query.afterId !== undefined) q = q.where('id', '>', query.afterId);
+
+    // afterId alone pages forward (oldest first); everything else pages backward from the newest.
+    const forward = query.afterId !== undefined && query.beforeId === undefined;
+    const rows = await q
+      .orderBy('id', forward ? 'asc' : 'desc')
+      .limit(limit + 1)
+      .execute();
+    const hasMore = rows.length > limit;
+    const page = rows.slice(0, limit).map(toMessage);
+    if (!forward) page.reverse();
+    return { messages: page, hasMore };
+  }
+
+  async messagesAfter(sessionId: number, afterId: number, limit: number): Promise<StoredMessage[]> {
+    const rows = await this.db
+      .selectFrom('live_chat_messages')
+      .selectAll()
+      .where('session_id', '=', sessionId)
+      .where('id', '>', afterId)
+      .where('deleted_at', 'is', null)
+      .orderBy('id', 'asc')
+      .limit(Math.max(0, Math.floor(limit)))
+      .execute();
+    return rows.map(toMessage);
+  }
+
+  async getMessage(id: number): Promise<StoredMessage | undefined> {
+    const row = await this.db
+      .selectFrom('live_chat_messages')
+      .selectAll()
+      .where('id', '=', id)
+      .where('deleted_at', 'is', null)
+      .executeTakeFirst();
+    return row && toMessage(row);
+  }
+
+  async deleteMessage(id: number, at: number): Promise<StoredMessage | undefined> {
+    const row = await this.db
+      .updateTable('live_chat_messages')
+      .set({ deleted_at: iso(at) })
+      .where('id', '=', id)
+      .where('deleted_at', 'is', null)
+      .returningAll()
+      .executeTakeFirst();
+    return row && toMessage(row);
+  }
+
+  async likedMessageIds(userId: string, messageIds: readonly number[]): Promise<Set<number>> {
+    const liked = new Set<number>();
+    for (const ids of chunks([...new Set(messageIds)])) {
+      const rows = await this.db
+        .selectFrom('live_chat_likes')
+        .select('message_id')
+        .where('user_id', '=', userId)
+        .where('message_id', 'in', ids)
+        .execute();
+      for (const r of rows) liked.add(Number(r.message_id));
+    }
+    return liked;
+  }
+
+  // --- winners and viewers -----------------------------------------------------------------------------------
+
+  async setWinners(sessionId: number, userIds: readonly string[], at: number): Promise<void> {
+    const wanted = new Set(userIds);
+    await this.#transaction(async (trx) => {
+      const current = await trx
+        .selectFrom('live_chat_winners')
+        .select('user_id')
+        .where('session_id', '=', sessionId)
+        .execute();
+      const have = new Set(current.map((r) => r.user_id));
+      // Winners kept keep their original created_at.
+      for (const part of chunks([...have].filter((u) => !wanted.has(u)))) {
+        await trx
+          .deleteFrom('live_chat_winners')
+          .where('session_id', '=', sessionId)
+          .where('user_id', 'in', part)
+          .execute();
+      }
+      for (const part of chunks([...wanted].filter((u) => !have.has(u)))) {
+        await trx
+          .insertInto('live_chat_winners')
+          .values(part.map((user_id) => ({ session_id: sessionId, user_id, created_at: iso(at) })))
+          .onConflict((oc) => oc.columns(['session_id', 'user_id']).doNothing())
+          .execute();
+      }
+    });
+  }
+
+  async getWinners(sessionId: number): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('live_chat_winners')
+      .select('user_id')
+      .where('session_id', '=', sessionId)
+      .orderBy('created_at')
+      .orderBy('user_id')
+      .execute();
+    return rows.map((r) => r.user_id);
+  }
+
+  async resetViewers(): Promise<void> {
+    const now = iso(Date.now());
+    await this.db
+      .updateTable('live_chat_viewers')
+      .set({ is_active: this.#bool(false), disconnected_at: now })
+      .where('is_active', '=', this.#bool(true))
+      .execute();
+  }
+}
+
+/** Opens the database named by `url` (see `openDatabase`); call `migrate()` before first use. */
+export function createChatStore(url: string): ChatStore {
+  const { db, dialect } = openDatabase(url);
+  return new KyselyChatStore(db, dialect);
+}
