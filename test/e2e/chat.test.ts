@@ -1,20 +1,37 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createFreshDatabase, type FreshDatabase, postgresAvailable } from '../support/postgres.js';
 import { startServer, type TestServer } from '../support/server.js';
 
-// Real server on an ephemeral port, real `ws` clients, SQLite in a temp dir.
-describe('chat over WebSocket and HTTP', () => {
+const pg = await postgresAvailable();
+
+// Real server on an ephemeral port, real `ws` clients; the whole suite on SQLite and on PostgreSQL.
+describe.each([
+  { dialect: 'sqlite', skip: false },
+  { dialect: 'postgres', skip: !pg },
+])('chat over WebSocket and HTTP on $dialect', ({ dialect, skip }) => {
   let t: TestServer;
+  let db: FreshDatabase | undefined;
   let alice: string;
   let bob: string;
   let sessionId: number;
 
   beforeAll(async () => {
-    t = await startServer({ env: { LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '1000' } });
+    if (skip) return;
+    db = dialect === 'postgres' ? await createFreshDatabase() : undefined;
+    t = await startServer({
+      env: { LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '1000', ...(db ? { DATABASE_URL: db.url } : {}) },
+    });
     alice = await t.token('alice');
     bob = await t.token('bob', { picture: 'https://example.com/bob.png' });
     sessionId = await t.sessionId(alice);
   });
-  afterAll(() => t.close());
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  });
+  beforeEach(({ skip: skipTest }) => {
+    if (skip) skipTest('PostgreSQL is not reachable (it is required under CI=true)');
+  });
 
   it('[SPEC §5] two clients see each other’s messages, in order, sender included, after commit', async () => {
     const a = await t.connect(sessionId, alice);
