@@ -67,6 +67,11 @@ export async function createServer(settings: Settings, options: ServerOptions = 
         'dev auth mode: this server signs its own tokens (POST /live-chat/dev/token). Set AUTH_JWKS_URL or DESCOPE_PROJECT_ID for real users.',
       );
     }
+    if (settings.redisUrl) {
+      logger.warn(
+        'REDIS_URL is set, but this version runs one node with the in-process bus; it is not used yet.',
+      );
+    }
     verifier = createTokenVerifier(settings, { clock, devKeys });
     const metrics = new Metrics({ collectDefault: options.processMetrics !== false });
     const schedule = new DrawSchedule({

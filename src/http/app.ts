@@ -22,7 +22,7 @@ import { chatRoutes } from './routes/chat.js';
 import { devRoutes } from './routes/dev.js';
 import { opsRoutes } from './routes/ops.js';
 import { pageRoutes } from './routes/page.js';
-import { wsRoutes } from './ws.js';
+import { WS_PATH, wsRoutes } from './ws.js';
 
 export interface AppDeps {
   settings: Settings;
@@ -109,7 +109,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         },
       },
     },
-    transform: jsonSchemaTransform,
+    // @fastify/websocket hides WebSocket routes from OpenAPI; ours is part of the API, so it is shown.
+    transform: (input) => {
+      if (input.url === WS_PATH && input.schema) {
+        const { hide: _hidden, ...schema } = input.schema as Record<string, unknown>;
+        return jsonSchemaTransform({ ...input, schema });
+      }
+      return jsonSchemaTransform(input);
+    },
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 

@@ -45,11 +45,11 @@ describe('the draw-chat process', () => {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ username: 'grace' }),
-    }).then((r) => r.json());
+    }).then((r) => r.json() as Promise<any>);
     const token: string = minted.token;
     const status = await fetch(`${url}/live-chat/status`, {
       headers: { authorization: `Bearer ${token}` },
-    }).then((r) => r.json());
+    }).then((r) => r.json() as Promise<any>);
     const sessionId = status.session.id;
     const client = await TestClient.connect(
       `${url.replace('http', 'ws')}/live-chat/ws/${sessionId}?token=${token}`,
