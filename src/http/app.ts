@@ -59,6 +59,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (text.trim() === '') return done(null, undefined);
     parseJson(request, text, done);
   });
+  // Bodies are JSON only: without this, Fastify's built-in text/plain parser hands a string to the JSON schemas
+  // (a confusing 400) where every other non-JSON type gets 415 `unsupported_media_type`.
+  app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler((code) => metrics.errors.inc({ code })));
@@ -129,7 +132,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     errorHandler: (error, socket, request) => {
       // Peers that vanish mid-frame are routine; anything else is worth a line.
       request.log.debug({ err: error }, 'websocket error');
-      socket.terminate();
+      // After a protocol error (1009 too large, 1007 bad UTF-8) `ws` is already sending its close frame:
+      // let it finish (it destroys the socket itself after its close timeout) so the peer sees the code.
+      if (socket.readyState !== socket.CLOSING) socket.terminate();
     },
     preClose: async function (this: FastifyInstance) {
       draining = true;
