@@ -301,7 +301,7 @@ export class KyselyChatStore implements ChatStore {
       batch.messageLikes.length === 0 &&
       batch.viewers.length === 0
     ) {
-      return { messages: [], hearts: [], messageLikes: [] };
+      return { messages: [], hearts: [], messageLikes: [], versions: [] };
     }
     return this.#transaction(async (trx) => {
       const heartSums = new Map<number, number>();
@@ -329,34 +329,59 @@ export class KyselyChatStore implements ChatStore {
       ]);
       const now = iso(Date.now());
       const totals = new Map<number, number>();
+      const versions: WriteBatchResult['versions'] = [];
       for (const id of [...sessionIds].sort((a, b) => a - b)) {
         const add = heartSums.get(id) ?? 0;
         const row = await trx
           .updateTable('live_chat_sessions')
-          .set((eb) => ({ updated_at: now, total_likes: eb('total_likes', '+', add) }))
+          .set((eb) => ({
+            updated_at: now,
+            total_likes: eb('total_likes', '+', add),
+            write_seq: eb('write_seq', '+', 1),
+          }))
           .where('id', '=', id)
-          .returning('total_likes')
+          .returning(['total_likes', 'write_seq'])
           .executeTakeFirst();
         if (!row) throw new Error(`write: unknown session ${id}`);
         totals.set(id, Number(row.total_likes));
+        versions.push({ sessionId: id, version: Number(row.write_seq) });
       }
 
-      const messages = await this.#insertMessages(trx, batch.messages);
+      // Under the lock, the newest id of each session is the predecessor of this batch's first message.
+      const lastIds = new Map<number, number>();
+      for (const sessionId of new Set(batch.messages.map((m) => m.sessionId))) {
+        const row = await trx
+          .selectFrom('live_chat_messages')
+          .select((eb) => eb.fn.max('id').as('last'))
+          .where('session_id', '=', sessionId)
+          .executeTakeFirst();
+        lastIds.set(sessionId, Number(row?.last ?? 0));
+      }
+      const inserted = await this.#insertMessages(trx, batch.messages);
+      const fresh = inserted.filter((r) => !r.duplicate).sort((a, b) => a.message.id - b.message.id);
+      const prevIds = new Map<StoredMessage, number>();
+      for (const r of fresh) {
+        prevIds.set(r.message, lastIds.get(r.message.sessionId) ?? 0);
+        lastIds.set(r.message.sessionId, r.message.id);
+      }
+      const messages = inserted.map((r) => ({ ...r, prevId: r.duplicate ? 0 : prevIds.get(r.message)! }));
       const hearts = [...heartSums.keys()].map((sessionId) => ({
         sessionId,
         totalLikes: totals.get(sessionId)!,
       }));
       const messageLikes = await this.#applyMessageLikes(trx, batch.messageLikes, likedSessions);
       await this.#applyViewers(trx, batch.viewers);
-      return { messages, hearts, messageLikes };
+      return { messages, hearts, messageLikes, versions };
     });
   }
 
   async #insertMessages(
     trx: Kysely<Database>,
     input: readonly NewMessage[],
-  ): Promise<WriteBatchResult['messages']> {
-    const results: Array<WriteBatchResult['messages'][number] | undefined> = new Array(input.length);
+  ): Promise<Array<{ message: StoredMessage; duplicate: boolean }>> {
+    const results: Array<{ message: StoredMessage; duplicate: boolean } | undefined> = new Array(
+      input.length,
+    );
 
     // Already stored retries.
     const keyed = input.filter((m): m is NewMessage & { clientMsgId: string } => m.clientMsgId !== null);

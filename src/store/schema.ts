@@ -39,6 +39,8 @@ export interface LiveChatSessionsTable {
   ends_at: Timestamp;
   is_active: ColumnType<boolean | number, boolean | number | undefined, boolean | number>;
   total_likes: ColumnType<number, number | undefined, number>;
+  /** Incremented by every write batch that locks the session row: orders counts published by several nodes. */
+  write_seq: ColumnType<number, number | undefined, number>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

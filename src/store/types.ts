@@ -68,8 +68,17 @@ export interface WriteBatch {
 }
 
 export interface WriteBatchResult {
-  /** In the order of `batch.messages`. `duplicate` when (session, user, client_msg_id) was already stored. */
-  messages: Array<{ message: StoredMessage; duplicate: boolean }>;
+  /**
+   * In the order of `batch.messages`. `duplicate` when (session, user, client_msg_id) was already stored.
+   * `prevId`: for a new message, the id of the message stored just before it in its session (0 for the first);
+   * other nodes use it to deliver in order and to see gaps (ids themselves are not contiguous).
+   */
+  messages: Array<{ message: StoredMessage; duplicate: boolean; prevId: number }>;
+  /**
+   * Every session the batch locked, with its write version after the commit: it increases by one per batch, so
+   * counts published from different nodes can be applied newest-wins.
+   */
+  versions: Array<{ sessionId: number; version: number }>;
   /** One entry per distinct session of `batch.hearts`, with the total after the commit. */
   hearts: Array<{ sessionId: number; totalLikes: number }>;
   /**

@@ -264,7 +264,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
 
     describe('write()', () => {
       it('returns nothing for an empty batch', async () => {
-        expect(await store.write(batch({}))).toEqual({ messages: [], hearts: [], messageLikes: [] });
+        expect(await store.write(batch({}))).toEqual({ messages: [], hearts: [], messageLikes: [], versions: [] });
       });
 
       it('stores messages with increasing ids in batch order and round-trips every field', async () => {
@@ -310,6 +310,36 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
           'third',
           'fourth',
         ]);
+      });
+
+      it('chains each new message to its predecessor in the session (prevId) and versions every batch', async () => {
+        const s = await newSession();
+        const other = await newSession();
+        const first = await store.write(
+          batch({
+            messages: [
+              msg(s.id, 'u1', 'a'),
+              msg(other.id, 'u1', 'x'),
+              msg(s.id, 'u2', 'b', { clientMsgId: 'k' }),
+            ],
+          }),
+        );
+        const [a, x, b] = first.messages;
+        expect(a!.prevId).toBe(0);
+        expect(x!.prevId).toBe(0);
+        expect(b!.prevId).toBe(a!.message.id);
+        const v1 = first.versions.find((v) => v.sessionId === s.id)!.version;
+        const second = await store.write(
+          batch({
+            messages: [msg(s.id, 'u2', 'b again', { clientMsgId: 'k' }), msg(s.id, 'u1', 'c')],
+            hearts: [{ sessionId: s.id, count: 1 }],
+          }),
+        );
+        expect(second.messages[0]).toMatchObject({ duplicate: true, prevId: 0 });
+        expect(second.messages[1]!.prevId).toBe(b!.message.id);
+        expect(second.versions).toEqual([{ sessionId: s.id, version: v1 + 1 }]);
+        const hearts = await store.write(batch({ hearts: [{ sessionId: s.id, count: 2 }] }));
+        expect(hearts.versions).toEqual([{ sessionId: s.id, version: v1 + 2 }]);
       });
 
       it('stores times with millisecond precision', async () => {

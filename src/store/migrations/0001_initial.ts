@@ -44,6 +44,7 @@ export function initialMigration(dialect: Dialect): Migration {
         .addColumn('ends_at', t.ts, (c) => c.notNull())
         .addColumn('is_active', t.bool, (c) => c.notNull().defaultTo(t.false))
         .addColumn('total_likes', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('write_seq', 'bigint', (c) => c.notNull().defaultTo(0))
         .addColumn('created_at', t.ts, (c) => c.notNull().defaultTo(t.now))
         .addColumn('updated_at', t.ts, (c) => c.notNull().defaultTo(t.now))
         .execute();
