@@ -10,6 +10,7 @@ import { createTokenVerifier, type TokenVerifier } from './http/auth/verifier.js
 import { redactUrl } from './http/redact.js';
 import { Metrics } from './observability/metrics.js';
 import { type Bus, LocalBus } from './realtime/bus.js';
+import { type Cluster, connectCluster } from './realtime/cluster.js';
 import { createChatStore } from './store/kysely-store.js';
 import type { ChatStore } from './store/types.js';
 
@@ -57,6 +58,7 @@ export async function createServer(settings: Settings, options: ServerOptions = 
   const store = createChatStore(settings.databaseUrl);
   let verifier: TokenVerifier | undefined;
   let bus: Bus | undefined;
+  let redis: Cluster | undefined;
   try {
     await store.migrate();
     const devKeys: DevKeys | undefined = settings.devAuth
@@ -65,11 +67,6 @@ export async function createServer(settings: Settings, options: ServerOptions = 
     if (settings.devAuth) {
       logger.warn(
         'dev auth mode: this server signs its own tokens (POST /live-chat/dev/token). Set AUTH_JWKS_URL or DESCOPE_PROJECT_ID for real users.',
-      );
-    }
-    if (settings.redisUrl) {
-      logger.warn(
-        'REDIS_URL is set, but this version runs one node with the in-process bus; it is not used yet.',
       );
     }
     verifier = createTokenVerifier(settings, { clock, devKeys });
@@ -81,16 +78,41 @@ export async function createServer(settings: Settings, options: ServerOptions = 
       preDrawHours: settings.preDrawHours,
       postDrawHours: settings.postDrawHours,
     });
-    bus = new LocalBus();
-    const service = new ChatService({ settings, store, clock, schedule, bus, metrics, log: logger });
+    const cluster = settings.redisUrl
+      ? await connectCluster(settings, settings.redisUrl, logger, metrics, clock)
+      : undefined;
+    redis = cluster;
+    bus = cluster?.bus ?? new LocalBus();
+    const service = new ChatService({
+      settings,
+      store,
+      clock,
+      schedule,
+      bus,
+      metrics,
+      log: logger,
+      limits: cluster?.limits,
+      createPresence: cluster?.createPresence,
+    });
     await service.start();
-    const app = await buildApp({ settings, clock, service, store, metrics, verifier, devKeys, logger });
+    const app = await buildApp({
+      settings,
+      clock,
+      service,
+      store,
+      metrics,
+      verifier,
+      devKeys,
+      logger,
+      redisStatus: cluster ? () => cluster.status() : undefined,
+    });
     const ownedBus = bus;
     const ownedVerifier = verifier;
     app.addHook('onClose', async () => {
       await service.stop();
       ownedVerifier.close();
       await ownedBus.close();
+      await cluster?.close();
       await store.close();
     });
     let closing: Promise<void> | undefined;
@@ -111,6 +133,7 @@ export async function createServer(settings: Settings, options: ServerOptions = 
   } catch (err) {
     verifier?.close();
     await bus?.close();
+    await redis?.close();
     await store.close().catch(() => {});
     throw err;
   }

@@ -1,7 +1,6 @@
 import type { Settings } from '../config/settings.js';
 import type { Clock } from '../domain/clock.js';
 import { normalizeMessageText } from '../domain/message-text.js';
-import { SlidingWindowLimiter, TokenBucketLimiter } from '../domain/rate-limit.js';
 import type { DrawSchedule, DrawWindow } from '../domain/schedule.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CloseCode } from '../protocol/close-codes.js';
@@ -10,6 +9,9 @@ import type { HistoryResponse, StatusResponse } from '../protocol/http.js';
 import type { ChatMessage, SessionInfo, You } from '../protocol/messages.js';
 import type { Bus, BusEvent } from '../realtime/bus.js';
 import { Hub } from '../realtime/hub.js';
+import { type Limits, LocalLimits } from '../realtime/limits.js';
+import { LocalPresence, type LocalViewers, type Presence } from '../realtime/presence.js';
+import { Sequencer } from '../realtime/sequencer.js';
 import type {
   ChatStore,
   SessionRecord,
@@ -52,16 +54,16 @@ export interface ChatServiceDeps {
   bus: Bus;
   metrics: Metrics;
   log: Log;
+  /** Per-user limits; default: this node's memory. */
+  limits?: Limits;
+  /** Viewer counting; default: this node's rooms. `ring` tells the other nodes to recount. */
+  createPresence?: (local: LocalViewers, ring: (sessionId: number) => void) => Presence;
 }
 
 /** Messages of the active session kept in memory: `init`, resume and recent history are served from here. */
 const RECENT_LIMIT = 2000;
-/** Session hearts: a burst of 50, then 20 a second, per user. A person tapping fast never reaches it. */
-const HEART_BURST = 50;
-const HEARTS_PER_SECOND = 20;
-/** Message likes and unlikes: a burst of 30, then 10 a second, per user. */
-const LIKE_BURST = 30;
-const LIKES_PER_SECOND = 10;
+/** With a shared bus, how often each node reads the database for messages whose publish it may have missed. */
+const SAFETY_POLL_MS = 2_000;
 /** Profiles resolved from a token are reused this long before the users table is touched again. */
 const USER_CACHE_MS = 60_000;
 
@@ -74,15 +76,18 @@ interface ActiveSession {
   recentComplete: boolean;
   byClientId: Map<string, StoredMessage>;
   totalLikes: number;
+  /** Write version of the last count applied: counts from several nodes may arrive out of order. */
+  likesVersion: number;
+  messageLikeVersions: Map<number, number>;
 }
 
 export class ChatService {
   readonly hub: Hub;
   readonly #deps: ChatServiceDeps;
   readonly #queue: CommitQueue;
-  readonly #messageLimiter: SlidingWindowLimiter;
-  readonly #heartLimiter: TokenBucketLimiter;
-  readonly #likeLimiter: TokenBucketLimiter;
+  readonly limits: Limits;
+  readonly #presence: Presence;
+  readonly #sequencer: Sequencer;
   readonly #users = new Map<string, { user: ChatUser; key: string; until: number }>();
   #active: ActiveSession | null = null;
   /** While closed: the instant the next window opens (null: none scheduled); avoids recomputing per call. */
@@ -90,8 +95,11 @@ export class ChatService {
   #refreshing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #sweeper: NodeJS.Timeout | undefined;
+  #poller: NodeJS.Timeout | undefined;
   #unsubscribeClock: (() => void) | undefined;
   #stopped = false;
+  /** Presence checks in flight; stop() lets them write their rows. */
+  readonly #presenceChecks = new Set<Promise<void>>();
 
   constructor(deps: ChatServiceDeps) {
     this.#deps = deps;
@@ -119,10 +127,37 @@ export class ChatService {
         ),
       () => clock.now(),
     );
-    this.#messageLimiter = new SlidingWindowLimiter(settings.maxMessagesPerMinute, 60_000, clock);
-    this.#heartLimiter = new TokenBucketLimiter(HEART_BURST, HEARTS_PER_SECOND, clock);
-    this.#likeLimiter = new TokenBucketLimiter(LIKE_BURST, LIKES_PER_SECOND, clock);
+    this.limits =
+      deps.limits ??
+      new LocalLimits(
+        {
+          messagesPerMinute: settings.maxMessagesPerMinute,
+          maxConnectionsPerUser: settings.maxConnectionsPerUser,
+        },
+        clock,
+      );
+    const local: LocalViewers = {
+      sessions: () => this.hub.roomIds(),
+      users: (sessionId) => this.hub.localViewerIds(sessionId),
+      count: (sessionId) => this.hub.localViewers(sessionId),
+    };
+    const ring = (sessionId: number) => deps.bus.publish([{ kind: 'presence', sessionId }]);
+    this.#presence = deps.createPresence?.(local, ring) ?? new LocalPresence(local);
+    this.#presence.onCount((sessionId, count) => {
+      metrics.viewers.set({ session_id: String(sessionId) }, count);
+      this.hub.setViewerCount(sessionId, count);
+    });
+    this.#sequencer = new Sequencer({
+      fetchAfter: (sessionId, afterId) => deps.store.messagesAfter(sessionId, afterId, 1000),
+      deliver: (sessionId, message, committedAt) => this.#deliverMessage(sessionId, message, committedAt),
+      onGapFill: (sessionId, n) => {
+        metrics.gapFills.inc(n);
+        deps.log.debug({ session: sessionId, messages: n }, 'filled a gap from the database');
+      },
+      onError: (err) => deps.log.warn({ err }, 'reading a gap from the database failed; retrying'),
+    });
     deps.bus.subscribe((events) => this.#onBus(events));
+    deps.bus.onReconnect(() => void this.#sequencer.catchUpAll());
   }
 
   get settings(): Settings {
@@ -130,16 +165,19 @@ export class ChatService {
   }
 
   async start(): Promise<void> {
-    await this.#deps.store.resetViewers();
+    // Alone, nobody can be connected at start-up; with other nodes running, their viewers are real.
+    if (!this.#deps.bus.shared) await this.#deps.store.resetViewers();
     this.#unsubscribeClock = this.#deps.clock.onJump?.(() => void this.refresh());
     this.#sweeper = setInterval(() => {
-      this.#messageLimiter.sweep();
-      this.#heartLimiter.sweep();
-      this.#likeLimiter.sweep();
       const now = this.#deps.clock.now();
       for (const [id, u] of this.#users) if (u.until < now) this.#users.delete(id);
     }, 30_000);
     this.#sweeper.unref();
+    if (this.#deps.bus.shared) {
+      // Redis pub/sub is a doorbell: a lost publish with nothing after it shows no gap, so look now and then.
+      this.#poller = setInterval(() => void this.#sequencer.catchUpAll(), SAFETY_POLL_MS);
+      this.#poller.unref();
+    }
     await this.refresh();
   }
 
@@ -149,8 +187,12 @@ export class ChatService {
     this.#unsubscribeClock?.();
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#sweeper) clearInterval(this.#sweeper);
+    if (this.#poller) clearInterval(this.#poller);
     await this.#refreshing;
+    await Promise.all(this.#presenceChecks);
     await this.#queue.close();
+    await this.#presence.close();
+    await this.limits.close();
   }
 
   // ------------------------------------------------------------------ sessions and windows
@@ -181,11 +223,18 @@ export class ChatService {
         'chat closed',
       );
       this.#deps.metrics.viewers.remove({ session_id: String(active.record.id) });
+      this.#sequencer.close(active.record.id);
+      this.#deps.bus.leaveSession(active.record.id);
       this.#deps.log.info({ session: active.record.id }, 'chat window closed');
     }
     if (window && !this.#active) {
-      this.#active = await this.#activate(window);
-      await store.setActiveSession(this.#active.record.id);
+      const session = await this.#activate(window);
+      this.#active = session;
+      this.#deps.bus.joinSession(session.record.id);
+      this.#sequencer.open(session.record.id, session.recent.at(-1)?.id ?? 0);
+      // Whatever was committed between the history read and the subscription.
+      if (this.#deps.bus.shared) void this.#sequencer.catchUp(session.record.id);
+      await store.setActiveSession(session.record.id);
       this.#deps.log.info(
         { session: this.#active.record.id, draw_time: new Date(window.drawTime).toISOString() },
         'chat window open',
@@ -211,6 +260,8 @@ export class ChatService {
       recentComplete: !page.hasMore,
       byClientId: new Map(),
       totalLikes: record.totalLikes,
+      likesVersion: 0,
+      messageLikeVersions: new Map(),
     };
     for (const m of page.messages)
       if (m.clientMsgId) session.byClientId.set(clientKey(m.userId, m.clientMsgId), m);
@@ -240,7 +291,7 @@ export class ChatService {
   }
 
   viewerCount(sessionId: number): number {
-    return this.hub.localViewers(sessionId);
+    return this.#presence.count(sessionId);
   }
 
   #sessionInfo(s: ActiveSession): SessionInfo {
@@ -332,8 +383,7 @@ export class ChatService {
       const known = session.byClientId.get(clientKey(user.userId, input.clientMsgId));
       if (known) return { message: toWireMessage(known, session.winners), duplicate: true };
     }
-    const limiterKey = `${sessionId}:${user.userId}`;
-    const decision = this.#messageLimiter.tryTake(limiterKey);
+    const decision = await this.limits.message(sessionId, user.userId);
     if (!decision.ok) {
       throw new ChatError(
         'rate_limited',
@@ -356,10 +406,10 @@ export class ChatService {
         createdAt: this.#deps.clock.now(),
       });
     } catch (err) {
-      this.#messageLimiter.refund(limiterKey);
+      decision.refund();
       throw err;
     }
-    if (result.duplicate) this.#messageLimiter.refund(limiterKey);
+    if (result.duplicate) decision.refund();
     const winners = this.#active?.record.id === sessionId ? this.#active.winners : session.winners;
     return { message: toWireMessage(result.message, winners), duplicate: result.duplicate };
   }
@@ -370,7 +420,7 @@ export class ChatService {
   ): Promise<{ session_id: number; total_likes: number }> {
     const session = await this.requireActive(sessionId);
     const id = session.record.id;
-    const decision = this.#heartLimiter.tryTake(`${id}:${user.userId}`);
+    const decision = await this.limits.heart(id, user.userId);
     if (!decision.ok) {
       throw new ChatError('rate_limited', 'Too many hearts; slow down a little.', {
         retryAfterMs: decision.retryAfterMs,
@@ -388,7 +438,7 @@ export class ChatService {
     const message = this.#recentMessage(messageId) ?? (await this.#deps.store.getMessage(messageId));
     if (!message) throw new ChatError('not_found', `Message ${messageId} does not exist.`);
     await this.requireActive(message.sessionId);
-    const decision = this.#likeLimiter.tryTake(`${message.sessionId}:${user.userId}`);
+    const decision = await this.limits.like(message.sessionId, user.userId);
     if (!decision.ok) {
       throw new ChatError('rate_limited', 'Too many likes; slow down a little.', {
         retryAfterMs: decision.retryAfterMs,
@@ -524,21 +574,39 @@ export class ChatService {
     metrics.commitBatchSize.observe(
       batch.messages.length + batch.hearts.length + batch.messageLikes.length + batch.viewers.length,
     );
+    const versions = new Map(result.versions.map((v) => [v.sessionId, v.version]));
     for (const r of result.messages) {
       if (r.duplicate) continue;
       metrics.messages.inc();
-      events.push({ kind: 'message', sessionId: r.message.sessionId, message: r.message, committedAt });
+      events.push({
+        kind: 'message',
+        sessionId: r.message.sessionId,
+        message: r.message,
+        prevId: r.prevId,
+        committedAt,
+      });
     }
     let hearts = 0;
     for (const h of batch.hearts) hearts += h.count;
     if (hearts > 0) metrics.sessionHearts.inc(hearts);
     for (const h of result.hearts) {
-      events.push({ kind: 'session_likes', sessionId: h.sessionId, totalLikes: h.totalLikes });
+      events.push({
+        kind: 'session_likes',
+        sessionId: h.sessionId,
+        totalLikes: h.totalLikes,
+        version: versions.get(h.sessionId) ?? 0,
+      });
     }
     result.messageLikes.forEach((r, i) => {
       if (!r?.changed) return;
       metrics.messageLikes.inc({ action: batch.messageLikes[i]!.liked ? 'like' : 'unlike' });
-      events.push({ kind: 'message_likes', sessionId: r.sessionId, messageId: r.messageId, likes: r.likes });
+      events.push({
+        kind: 'message_likes',
+        sessionId: r.sessionId,
+        messageId: r.messageId,
+        likes: r.likes,
+        version: versions.get(r.sessionId) ?? 0,
+      });
     });
     this.#deps.bus.publish(events);
   }
@@ -547,30 +615,30 @@ export class ChatService {
     for (const e of events) {
       const active = this.#active?.record.id === e.sessionId ? this.#active : null;
       switch (e.kind) {
-        case 'message': {
-          if (active) this.#remember(active, e.message);
-          const winners = active?.winners ?? new Set<string>();
-          this.hub.publish(
-            e.sessionId,
-            { type: 'new_message', message: toWireMessage(e.message, winners) },
-            e.committedAt,
-          );
+        case 'message':
+          // In id order, exactly once, whichever node committed it.
+          this.#sequencer.accept(e.sessionId, {
+            message: e.message,
+            prevId: e.prevId,
+            committedAt: e.committedAt,
+          });
           break;
-        }
         case 'session_likes':
-          if (active) active.totalLikes = Math.max(active.totalLikes, e.totalLikes);
+          if (!active || e.version <= active.likesVersion) break;
+          active.likesVersion = e.version;
+          active.totalLikes = e.totalLikes;
           this.hub.setTotalLikes(e.sessionId, e.totalLikes);
           break;
         case 'message_likes': {
-          const m = active?.recent.find((r) => r.id === e.messageId);
+          if (!active || e.version <= (active.messageLikeVersions.get(e.messageId) ?? 0)) break;
+          active.messageLikeVersions.set(e.messageId, e.version);
+          const m = findById(active.recent, e.messageId);
           if (m) m.likes = e.likes;
           this.hub.setMessageLikes(e.sessionId, e.messageId, e.likes);
           break;
         }
         case 'message_deleted':
-          if (active) {
-            active.recent = active.recent.filter((m) => m.id !== e.messageId);
-          }
+          if (active) active.recent = active.recent.filter((m) => m.id !== e.messageId);
           this.hub.publish(e.sessionId, {
             type: 'message_deleted',
             session_id: e.sessionId,
@@ -585,8 +653,22 @@ export class ChatService {
             user_ids: e.userIds,
           });
           break;
+        case 'presence':
+          this.#presence.recount(e.sessionId);
+          break;
       }
     }
+  }
+
+  #deliverMessage(sessionId: number, message: StoredMessage, committedAt: number): void {
+    const active = this.#active?.record.id === sessionId ? this.#active : null;
+    if (active) this.#remember(active, message);
+    const winners = active?.winners ?? new Set<string>();
+    this.hub.publish(
+      sessionId,
+      { type: 'new_message', message: toWireMessage(message, winners) },
+      committedAt,
+    );
   }
 
   #remember(session: ActiveSession, m: StoredMessage): void {
@@ -603,17 +685,40 @@ export class ChatService {
   }
 
   #recentMessage(id: number): StoredMessage | undefined {
-    const recent = this.#active?.recent;
-    if (!recent || recent.length === 0 || id < recent[0]!.id) return undefined;
-    return recent.find((m) => m.id === id);
+    return this.#active ? findById(this.#active.recent, id) : undefined;
   }
 
   #onPresence(sessionId: number, userId: string, active: boolean): void {
-    this.#queue.viewer({ sessionId, userId, active, at: this.#deps.clock.now() });
-    const count = this.viewerCount(sessionId);
-    this.#deps.metrics.viewers.set({ session_id: String(sessionId) }, count);
-    this.hub.setViewerCount(sessionId, count);
+    this.#presence.changed(sessionId, userId, active);
+    const at = this.#deps.clock.now();
+    if (active) {
+      this.#queue.viewer({ sessionId, userId, active, at });
+      return;
+    }
+    // The row says whether the user watches at all: leave it active while another node still has them.
+    const check = this.#presence
+      .elsewhere(sessionId, userId)
+      .catch(() => false)
+      .then((elsewhere) => {
+        if (!elsewhere) this.#queue.viewer({ sessionId, userId, active: false, at });
+      })
+      .finally(() => this.#presenceChecks.delete(check));
+    this.#presenceChecks.add(check);
   }
+}
+
+/** Binary search in a list sorted by id. */
+function findById(list: readonly StoredMessage[], id: number): StoredMessage | undefined {
+  let lo = 0;
+  let hi = list.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const m = list[mid]!;
+    if (m.id === id) return m;
+    if (m.id < id) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return undefined;
 }
 
 function clientKey(userId: string, clientMsgId: string): string {

@@ -57,6 +57,12 @@ export const SETTINGS_DOC = [
   ['HOST', '127.0.0.1', 'listen address'],
   ['DATABASE_URL', 'sqlite:./data/live-chat.db', '`sqlite:<path>` or `postgres://…`'],
   ['REDIS_URL', 'none', 'set it to run several nodes together'],
+  [
+    'REDIS_KEY_PREFIX',
+    'drawchat:',
+    'prefix of every Redis key and channel (to share one Redis between deployments)',
+  ],
+  ['DATA_DIR', 'beside the SQLite file, else ./data', 'directory for local state: the dev auth signing key'],
   ['AUTH_JWKS_URL', 'none', 'JWKS URL of the token issuer (`http:` only for loopback)'],
   ['DESCOPE_PROJECT_ID', 'none', 'Descope project id; the JWKS URL is derived from it'],
   ['DESCOPE_BASE_URL', 'https://api.descope.com', 'Descope API host, for custom domains'],
@@ -134,6 +140,12 @@ const EnvSchema = z.object({
   REDIS_URL: optionalString.refine((v) => v === undefined || /^rediss?:\/\//.test(v), {
     message: 'must be redis://… or rediss://…',
   }),
+  REDIS_KEY_PREFIX: z
+    .string()
+    .trim()
+    .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'must be 1-64 letters, digits or : _ . -')
+    .default('drawchat:'),
+  DATA_DIR: optionalString,
   AUTH_JWKS_URL: optionalString.refine((v) => v === undefined || URL.canParse(v), {
     message: 'is not a URL',
   }),
@@ -176,6 +188,7 @@ export interface Settings {
   readonly host: string;
   readonly databaseUrl: string;
   readonly redisUrl: string | undefined;
+  readonly redisKeyPrefix: string;
   readonly authJwksUrl: string | undefined;
   readonly descopeProjectId: string | undefined;
   readonly descopeBaseUrl: string;
@@ -272,7 +285,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     ? e.DATABASE_URL.slice('sqlite:'.length)
     : undefined;
   const dataDir =
-    sqlitePath && sqlitePath !== ':memory:' ? sqlitePath.replace(/[/\\][^/\\]*$/, '') || '.' : './data';
+    e.DATA_DIR ??
+    (sqlitePath && sqlitePath !== ':memory:' ? sqlitePath.replace(/[/\\][^/\\]*$/, '') || '.' : './data');
 
   return Object.freeze({
     enabled: e.LIVE_CHAT_ENABLED,
@@ -289,6 +303,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
+    redisKeyPrefix: e.REDIS_KEY_PREFIX,
     authJwksUrl: e.AUTH_JWKS_URL,
     descopeProjectId: e.DESCOPE_PROJECT_ID,
     descopeBaseUrl: e.DESCOPE_BASE_URL.replace(/\/+$/, ''),

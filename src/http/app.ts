@@ -33,6 +33,8 @@ export interface AppDeps {
   verifier: TokenVerifier;
   devKeys: DevKeys | undefined;
   logger: FastifyServerOptions['loggerInstance'];
+  /** With REDIS_URL: whether Redis answers (for /readyz). */
+  redisStatus?: () => 'ok' | 'unreachable';
 }
 
 /** The Fastify application: routes, auth, OpenAPI, WebSocket. Wiring of its dependencies is in src/server.ts. */
@@ -148,12 +150,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     metrics.tokenVerifications.inc({ result }),
   );
 
-  opsRoutes(app, { store: deps.store, metrics, draining: () => draining });
+  opsRoutes(app, { store: deps.store, metrics, draining: () => draining, redisStatus: deps.redisStatus });
   chatRoutes(app, service, auth);
   adminRoutes(app, service, auth);
   if (deps.devKeys) devRoutes(app, deps.devKeys, deps.clock);
   wsRoutes(app, { service, auth, settings, metrics, clock: deps.clock, log: app.log });
-  pageRoutes(app, { devAuth: settings.devAuth });
+  await pageRoutes(app, { devAuth: settings.devAuth });
 
   return app;
 }

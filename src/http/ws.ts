@@ -13,6 +13,7 @@ import {
   type ServerEvent,
 } from '../protocol/messages.js';
 import type { HubConnection } from '../realtime/hub.js';
+import type { ConnectionSlot } from '../realtime/limits.js';
 import type { Authenticator } from './authenticate.js';
 import { WsHubSocket } from './ws-socket.js';
 
@@ -89,6 +90,7 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
 class SocketSession {
   #user: ChatUser | undefined;
   #handle: HubConnection | undefined;
+  #slot: ConnectionSlot | undefined;
   #expiresAt = 0;
   #expiryTimer: NodeJS.Timeout | undefined;
   #early: Array<[RawData, boolean]> | undefined = [];
@@ -160,10 +162,13 @@ class SocketSession {
       throw err;
     }
     if (this.#closed) return;
-    // Checked right before joining, with no await in between, so parallel handshakes cannot overshoot it.
-    if (service.hub.userConnectionCount(user.userId) >= settings.maxConnectionsPerUser) {
-      return this.#refuse(CloseCode.TOO_MANY_CONNECTIONS, 'too many connections');
+    const slot = await service.limits.connection(user.userId);
+    if (!slot) return this.#refuse(CloseCode.TOO_MANY_CONNECTIONS, 'too many connections');
+    if (this.#closed) {
+      slot.release();
+      return;
     }
+    this.#slot = slot;
     this.#user = user;
     this.#handle = service.hub.join({
       sessionId,
@@ -225,6 +230,7 @@ class SocketSession {
     this.#early = undefined;
     if (this.#expiryTimer) clearTimeout(this.#expiryTimer);
     this.deps.metrics.connections.dec();
+    this.#slot?.release();
     if (this.#handle) {
       this.deps.service.hub.leave(this.#handle);
       this.deps.log.info(

@@ -14,6 +14,10 @@ export class Metrics {
   readonly commitDuration: client.Histogram;
   readonly slowConsumers: client.Counter;
   readonly tokenVerifications: client.Counter<'result'>;
+  readonly gapFills: client.Counter;
+  readonly redisUp: client.Gauge;
+  readonly redisFallbacks: client.Counter<'what'>;
+  readonly busDropped: client.Counter;
 
   constructor(options: { collectDefault?: boolean } = {}) {
     const registers = [this.registry];
@@ -77,6 +81,27 @@ export class Metrics {
       name: 'drawchat_token_verifications_total',
       help: 'Token checks by result',
       labelNames: ['result'],
+      registers,
+    });
+    this.gapFills = new client.Counter({
+      name: 'drawchat_gap_fill_messages_total',
+      help: 'Messages read from the database because their publish from another node was late or lost',
+      registers,
+    });
+    this.redisUp = new client.Gauge({
+      name: 'drawchat_redis_up',
+      help: '1 while Redis is reachable (0 when configured and away; absent without REDIS_URL)',
+      registers,
+    });
+    this.redisFallbacks = new client.Counter({
+      name: 'drawchat_redis_fallbacks_total',
+      help: 'Limit checks answered by this node alone because Redis was away',
+      labelNames: ['what'],
+      registers,
+    });
+    this.busDropped = new client.Counter({
+      name: 'drawchat_bus_dropped_total',
+      help: 'Malformed inter-node messages dropped',
       registers,
     });
     if (options.collectDefault !== false)

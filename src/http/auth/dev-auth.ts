@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type CryptoKey,
@@ -47,31 +47,55 @@ async function keysFromPrivateJwk(jwk: JWK): Promise<DevKeys> {
  */
 export async function loadOrCreateDevKeys(dataDir: string): Promise<DevKeys> {
   const file = join(dataDir, DEV_KEY_FILE);
-  try {
-    const parsed: unknown = JSON.parse(await readFile(file, 'utf8'));
-    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
-      return await keysFromPrivateJwk(parsed as JWK);
-    }
-  } catch {
-    // Missing, unreadable or corrupt: a fresh key only costs dev users a new sign-in.
-  }
+  const existing = await readKeys(file);
+  if (existing.keys) return existing.keys;
   const { privateKey } = await generateKeyPair('RS256', { modulusLength: 2048, extractable: true });
   const { kty, n, e, d, p, q, dp, dq, qi } = await exportJWK(privateKey);
   const stored: JWK = { kty, n, e, d, p, q, dp, dq, qi };
   const keys = await keysFromPrivateJwk(stored);
 
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  // Write then rename, so a crash never leaves a half-written key behind.
+  // Write a temporary file first, so a crash never leaves a half-written key behind.
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
     await writeFile(tmp, `${JSON.stringify({ ...stored, kid: keys.kid, alg: 'RS256' })}\n`, { mode: 0o600 });
     await chmod(tmp, 0o600);
-    await rename(tmp, file);
-  } catch (err) {
+    if (existing.found) {
+      // Replace a corrupt key.
+      await rename(tmp, file);
+      return keys;
+    }
+    try {
+      // link() never overwrites: when several nodes start at once, the first key wins and all of them use it.
+      await link(tmp, file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const winner = await readKeys(file);
+      if (winner.keys) return winner.keys;
+      await rename(tmp, file);
+    }
+    return keys;
+  } finally {
     await rm(tmp, { force: true });
-    throw err;
   }
-  return keys;
+}
+
+async function readKeys(file: string): Promise<{ found: boolean; keys?: DevKeys }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return { found: false };
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+      return { found: true, keys: await keysFromPrivateJwk(parsed as JWK) };
+    }
+  } catch {
+    // Corrupt or unusable: a fresh key only costs dev users a new sign-in.
+  }
+  return { found: true };
 }
 
 /**

@@ -12,7 +12,12 @@ const Health = z.object({
 /** Liveness, readiness and metrics: no credentials, as probes and scrapers expect. */
 export function opsRoutes(
   app: FastifyInstance,
-  deps: { store: ChatStore; metrics: Metrics; draining: () => boolean },
+  deps: {
+    store: ChatStore;
+    metrics: Metrics;
+    draining: () => boolean;
+    redisStatus?: () => 'ok' | 'unreachable';
+  },
 ) {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
@@ -28,6 +33,9 @@ export function opsRoutes(
       schema: {
         tags: ['operations'],
         summary: 'Readiness: the database (and Redis, when configured) answer',
+        description:
+          '503 when the database does not answer or the server is shutting down. Without Redis a node still ' +
+          'serves its own viewers and commits every write, so an unreachable Redis is `degraded` (200), not down.',
         response: { 200: Health, 503: Health },
       },
     },
@@ -42,7 +50,15 @@ export function opsRoutes(
         ok = false;
         checks.database = `unreachable: ${(err as Error).message}`;
       }
-      return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'unavailable', checks });
+      let degraded = false;
+      if (deps.redisStatus) {
+        const redis = deps.redisStatus();
+        checks.redis =
+          redis === 'ok' ? 'ok' : 'unreachable: serving this node only, limits local, catching up when back';
+        degraded = redis !== 'ok';
+      }
+      const status = !ok ? 'unavailable' : degraded ? 'degraded' : 'ok';
+      return reply.code(ok ? 200 : 503).send({ status, checks });
     },
   );
 

@@ -1,0 +1,273 @@
+import type { Redis } from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import type { Log } from '../chat/chat-service.js';
+import type { Clock } from '../domain/clock.js';
+import { type Decision, SlidingWindowLimiter, TokenBucketLimiter } from '../domain/rate-limit.js';
+
+/** A taken message slot; `refund()` gives it back (an idempotent retry turned out to store nothing). */
+export type MessageDecision = Decision & { refund(): void };
+
+/** A connection slot of a user; release it when the socket closes. */
+export interface ConnectionSlot {
+  release(): void;
+}
+
+/** Per-user limits (SPEC §6): on one node in memory, across nodes in Redis. */
+export interface Limits {
+  message(sessionId: number, userId: string): Promise<MessageDecision>;
+  heart(sessionId: number, userId: string): Promise<Decision>;
+  like(sessionId: number, userId: string): Promise<Decision>;
+  /** A connection slot, or null when the user already has the maximum. */
+  connection(userId: string): Promise<ConnectionSlot | null>;
+  close(): Promise<void>;
+}
+
+export interface LimitSettings {
+  messagesPerMinute: number;
+  maxConnectionsPerUser: number;
+}
+
+/** Session hearts: a burst of 50, then 20 a second, per user. A person tapping fast never reaches it. */
+export const HEART_BURST = 50;
+export const HEARTS_PER_SECOND = 20;
+/** Message likes and unlikes: a burst of 30, then 10 a second, per user. */
+export const LIKE_BURST = 30;
+export const LIKES_PER_SECOND = 10;
+
+const WINDOW_MS = 60_000;
+
+/** One node: exact sliding window for messages, token buckets for hearts and likes, a counter per user. */
+export class LocalLimits implements Limits {
+  readonly #messages: SlidingWindowLimiter;
+  readonly #hearts: TokenBucketLimiter;
+  readonly #likes: TokenBucketLimiter;
+  readonly #connections = new Map<string, number>();
+  readonly #sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly settings: LimitSettings,
+    clock: Clock,
+  ) {
+    this.#messages = new SlidingWindowLimiter(settings.messagesPerMinute, WINDOW_MS, clock);
+    this.#hearts = new TokenBucketLimiter(HEART_BURST, HEARTS_PER_SECOND, clock);
+    this.#likes = new TokenBucketLimiter(LIKE_BURST, LIKES_PER_SECOND, clock);
+    this.#sweeper = setInterval(() => {
+      this.#messages.sweep();
+      this.#hearts.sweep();
+      this.#likes.sweep();
+    }, 30_000);
+    this.#sweeper.unref();
+  }
+
+  async message(sessionId: number, userId: string): Promise<MessageDecision> {
+    return this.messageSync(sessionId, userId);
+  }
+
+  messageSync(sessionId: number, userId: string): MessageDecision {
+    const key = `${sessionId}:${userId}`;
+    const d = this.#messages.tryTake(key);
+    return { ...d, refund: () => (d.ok ? this.#messages.refund(key) : undefined) };
+  }
+
+  async heart(sessionId: number, userId: string): Promise<Decision> {
+    return this.#hearts.tryTake(`${sessionId}:${userId}`);
+  }
+
+  async like(sessionId: number, userId: string): Promise<Decision> {
+    return this.#likes.tryTake(`${sessionId}:${userId}`);
+  }
+
+  async connection(userId: string): Promise<ConnectionSlot | null> {
+    return this.connectionSync(userId);
+  }
+
+  connectionSync(userId: string): ConnectionSlot | null {
+    const n = this.#connections.get(userId) ?? 0;
+    if (n >= this.settings.maxConnectionsPerUser) return null;
+    this.#connections.set(userId, n + 1);
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        const left = (this.#connections.get(userId) ?? 1) - 1;
+        if (left <= 0) this.#connections.delete(userId);
+        else this.#connections.set(userId, left);
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+  }
+}
+
+/**
+ * Limits shared by all nodes. Messages: an exact sliding window kept as a sorted set per user and session
+ * (add first, then count, take back when over: concurrent nodes can refuse together but never admit too many).
+ * Hearts and likes: rate-limiter-flexible's Redis limiter with an in-memory insurance limiter. Connections: a
+ * sorted set per user of this node's sockets with an expiry each node refreshes, so a dead node's sockets stop
+ * counting by themselves. While Redis is away every limit falls back to this node's own, and says so.
+ */
+export class RedisLimits implements Limits {
+  readonly #local: LocalLimits;
+  readonly #hearts: RateLimiterRedis;
+  readonly #likes: RateLimiterRedis;
+  /** This node's open connection members, refreshed in Redis while they live. */
+  readonly #mine = new Map<string, Set<string>>();
+  readonly #timer: NodeJS.Timeout;
+  #nextMember = 0;
+  #fallingBack = false;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly settings: LimitSettings,
+    clock: Clock,
+    private readonly nodeId: string,
+    private readonly prefix: string,
+    private readonly log: Log,
+    private readonly onFallback: (what: string) => void = () => {},
+  ) {
+    this.#local = new LocalLimits(settings, clock);
+    const limiter = (name: string, points: number, duration: number) =>
+      new RateLimiterRedis({
+        storeClient: redis,
+        keyPrefix: `${prefix}rl:${name}`,
+        points,
+        duration,
+        insuranceLimiter: new RateLimiterMemory({ keyPrefix: `local:${name}`, points, duration }),
+      });
+    // Fixed windows of 2 s approximate the token buckets: the same average rate and about the same burst.
+    this.#hearts = limiter('heart', HEARTS_PER_SECOND * 2, 2);
+    this.#likes = limiter('like', LIKES_PER_SECOND * 2, 2);
+    this.#timer = setInterval(() => void this.#refreshConnections(), 20_000);
+    this.#timer.unref();
+  }
+
+  #fallback(what: string, err: unknown): void {
+    this.onFallback(what);
+    if (!this.#fallingBack) {
+      this.#fallingBack = true;
+      this.log.warn({ err, what }, 'redis unreachable: limits fall back to this node only');
+    }
+  }
+
+  #recovered(): void {
+    if (this.#fallingBack) {
+      this.#fallingBack = false;
+      this.log.info({}, 'redis reachable again: limits are shared across nodes');
+    }
+  }
+
+  async message(sessionId: number, userId: string): Promise<MessageDecision> {
+    if (this.redis.status !== 'ready') {
+      this.#fallback('message', new Error(`redis ${this.redis.status}`));
+      return this.#local.message(sessionId, userId);
+    }
+    const key = `${this.prefix}rl:msg:${sessionId}:${userId}`;
+    const now = Date.now();
+    const member = `${now}:${this.nodeId}:${this.#nextMember++}`;
+    try {
+      const res =
+        (await this.redis
+          .multi()
+          .zremrangebyscore(key, '-inf', now - WINDOW_MS)
+          .zadd(key, now, member)
+          .zcard(key)
+          .zrange(key, 0, 0, 'WITHSCORES')
+          .pexpire(key, WINDOW_MS)
+          .exec()) ?? [];
+      this.#recovered();
+      const count = Number(res[2]?.[1] ?? 0);
+      const refund = () => void this.redis.zrem(key, member).catch(() => {});
+      if (count > this.settings.messagesPerMinute) {
+        refund();
+        const oldest = Number((res[3]?.[1] as string[] | undefined)?.[1] ?? now);
+        return { ok: false, retryAfterMs: Math.max(1, oldest + WINDOW_MS - now), refund: () => {} };
+      }
+      return { ok: true, refund };
+    } catch (err) {
+      this.#fallback('message', err);
+      return this.#local.message(sessionId, userId);
+    }
+  }
+
+  heart(sessionId: number, userId: string): Promise<Decision> {
+    return this.#consume(this.#hearts, `${sessionId}:${userId}`);
+  }
+
+  like(sessionId: number, userId: string): Promise<Decision> {
+    return this.#consume(this.#likes, `${sessionId}:${userId}`);
+  }
+
+  async #consume(limiter: RateLimiterRedis, key: string): Promise<Decision> {
+    try {
+      await limiter.consume(key, 1);
+      return { ok: true };
+    } catch (res) {
+      if (res instanceof RateLimiterRes) return { ok: false, retryAfterMs: Math.max(1, res.msBeforeNext) };
+      throw res;
+    }
+  }
+
+  async connection(userId: string): Promise<ConnectionSlot | null> {
+    const member = `${this.nodeId}:${this.#nextMember++}`;
+    const key = `${this.prefix}conns:${userId}`;
+    const local = this.#local.connectionSync(userId);
+    if (!local) return null;
+    if (this.redis.status === 'ready') {
+      try {
+        const now = Date.now();
+        const res =
+          (await this.redis
+            .multi()
+            .zremrangebyscore(key, '-inf', now)
+            .zadd(key, now + 60_000, member)
+            .zcard(key)
+            .pexpire(key, 60_000)
+            .exec()) ?? [];
+        this.#recovered();
+        if (Number(res[2]?.[1] ?? 0) > this.settings.maxConnectionsPerUser) {
+          await this.redis.zrem(key, member).catch(() => {});
+          local.release();
+          return null;
+        }
+      } catch (err) {
+        this.#fallback('connection', err);
+      }
+    } else {
+      this.#fallback('connection', new Error(`redis ${this.redis.status}`));
+    }
+    const mine = this.#mine.get(userId) ?? new Set();
+    mine.add(member);
+    this.#mine.set(userId, mine);
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        local.release();
+        mine.delete(member);
+        if (mine.size === 0) this.#mine.delete(userId);
+        this.redis.zrem(key, member).catch(() => {});
+      },
+    };
+  }
+
+  async #refreshConnections(): Promise<void> {
+    if (this.redis.status !== 'ready' || this.#mine.size === 0) return;
+    const until = Date.now() + 60_000;
+    const m = this.redis.multi();
+    for (const [userId, members] of this.#mine) {
+      const key = `${this.prefix}conns:${userId}`;
+      for (const member of members) m.zadd(key, until, member);
+      m.pexpire(key, 60_000);
+    }
+    await m.exec().catch(() => {});
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#local.close();
+  }
+}

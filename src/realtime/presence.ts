@@ -1,0 +1,230 @@
+import type { Redis } from 'ioredis';
+import type { Log } from '../chat/chat-service.js';
+
+/** Who is watching: distinct users per session, on this node or across all nodes. */
+export interface Presence {
+  /** A user's first connection to a session on this node (`active`) or their last one closed. */
+  changed(sessionId: number, userId: string, active: boolean): void;
+  /** Distinct viewers of the session across all nodes (the last known figure). */
+  count(sessionId: number): number;
+  /** Whether the user still has a connection to the session on another node. */
+  elsewhere(sessionId: number, userId: string): Promise<boolean>;
+  /** Called whenever a session's count changes. */
+  onCount(listener: (sessionId: number, count: number) => void): void;
+  /** Another node's viewers changed: count again soon. */
+  recount(sessionId: number): void;
+  close(): Promise<void>;
+}
+
+export interface LocalViewers {
+  sessions(): number[];
+  users(sessionId: number): string[];
+  count(sessionId: number): number;
+}
+
+/** One node: the hub's own rooms are the whole truth. */
+export class LocalPresence implements Presence {
+  readonly #listeners: Array<(sessionId: number, count: number) => void> = [];
+
+  constructor(private readonly local: LocalViewers) {}
+
+  changed(sessionId: number): void {
+    const n = this.local.count(sessionId);
+    for (const l of this.#listeners) l(sessionId, n);
+  }
+
+  count(sessionId: number): number {
+    return this.local.count(sessionId);
+  }
+
+  async elsewhere(): Promise<boolean> {
+    return false;
+  }
+
+  onCount(listener: (sessionId: number, count: number) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  recount(): void {}
+
+  async close(): Promise<void> {}
+}
+
+export interface RedisPresenceOptions {
+  /** A node that stops refreshing its viewers for this long no longer counts them. */
+  ttlMs?: number;
+  /** How often a node refreshes its viewers' expiry and recounts. */
+  beatMs?: number;
+  /** Tell the other nodes to recount (a `presence` event on the bus). */
+  ring(sessionId: number): void;
+}
+
+/**
+ * Distinct viewers across nodes (DESIGN §4): each node keeps a Redis set of its own viewers per session with a
+ * short expiry it refreshes, and registers itself in the session's node list; the count is the size of the
+ * union of the live nodes' sets. A node that dies stops counting within `ttlMs`. While Redis is away each node
+ * counts what it can see: its own viewers.
+ */
+export class RedisPresence implements Presence {
+  readonly #listeners: Array<(sessionId: number, count: number) => void> = [];
+  readonly #counts = new Map<number, number>();
+  readonly #pending = new Map<number, NodeJS.Timeout>();
+  readonly #ttlMs: number;
+  readonly #timer: NodeJS.Timeout;
+  #closed = false;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly local: LocalViewers,
+    private readonly nodeId: string,
+    private readonly prefix: string,
+    private readonly log: Log,
+    private readonly options: RedisPresenceOptions,
+  ) {
+    this.#ttlMs = options.ttlMs ?? 15_000;
+    this.#timer = setInterval(() => void this.#beat(), options.beatMs ?? 5_000);
+    this.#timer.unref();
+  }
+
+  #setKey(sessionId: number, nodeId = this.nodeId): string {
+    return `${this.prefix}viewers:${sessionId}:${nodeId}`;
+  }
+
+  #nodesKey(sessionId: number): string {
+    return `${this.prefix}viewer-nodes:${sessionId}`;
+  }
+
+  changed(sessionId: number, userId: string, active: boolean): void {
+    this.#publishLocalCount(sessionId);
+    if (this.redis.status !== 'ready') return;
+    const key = this.#setKey(sessionId);
+    const m = this.redis.multi();
+    if (active) m.sadd(key, userId);
+    else m.srem(key, userId);
+    m.pexpire(key, this.#ttlMs);
+    m.zadd(this.#nodesKey(sessionId), Date.now(), this.nodeId);
+    m.pexpire(this.#nodesKey(sessionId), this.#ttlMs * 4);
+    m.exec()
+      .then(() => {
+        this.options.ring(sessionId);
+        this.recount(sessionId);
+      })
+      .catch((err: unknown) => this.log.debug({ err }, 'presence update failed'));
+  }
+
+  count(sessionId: number): number {
+    const local = this.local.count(sessionId);
+    if (this.redis.status !== 'ready') return local;
+    return Math.max(this.#counts.get(sessionId) ?? local, local);
+  }
+
+  async elsewhere(sessionId: number, userId: string): Promise<boolean> {
+    if (this.redis.status !== 'ready') return false;
+    const nodes = await this.#liveNodes(sessionId);
+    const others = nodes.filter((n) => n !== this.nodeId);
+    if (others.length === 0) return false;
+    const m = this.redis.multi();
+    for (const n of others) m.sismember(this.#setKey(sessionId, n), userId);
+    const res = (await m.exec()) ?? [];
+    return res.some(([err, v]) => !err && v === 1);
+  }
+
+  onCount(listener: (sessionId: number, count: number) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  recount(sessionId: number): void {
+    if (this.#pending.has(sessionId) || this.#closed) return;
+    const t = setTimeout(() => {
+      this.#pending.delete(sessionId);
+      void this.#count(sessionId);
+    }, 50);
+    t.unref();
+    this.#pending.set(sessionId, t);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    for (const t of this.#pending.values()) clearTimeout(t);
+    if (this.redis.status !== 'ready') return;
+    // A clean stop takes this node's viewers out at once instead of after the expiry.
+    const m = this.redis.multi();
+    for (const sessionId of this.local.sessions()) {
+      m.del(this.#setKey(sessionId));
+      m.zrem(this.#nodesKey(sessionId), this.nodeId);
+    }
+    await m.exec().catch(() => {});
+    for (const sessionId of this.local.sessions()) this.options.ring(sessionId);
+  }
+
+  async #liveNodes(sessionId: number): Promise<string[]> {
+    const key = this.#nodesKey(sessionId);
+    const m = this.redis.multi();
+    m.zremrangebyscore(key, '-inf', Date.now() - this.#ttlMs);
+    m.zrange(key, 0, -1);
+    const res = (await m.exec()) ?? [];
+    const nodes = res[1]?.[1];
+    return Array.isArray(nodes) ? (nodes as string[]) : [];
+  }
+
+  async #count(sessionId: number): Promise<void> {
+    if (this.redis.status !== 'ready') {
+      this.#publishLocalCount(sessionId);
+      return;
+    }
+    try {
+      const nodes = await this.#liveNodes(sessionId);
+      let n = 0;
+      if (nodes.length === 1) {
+        n = await this.redis.scard(this.#setKey(sessionId, nodes[0]));
+      } else if (nodes.length > 1) {
+        const tmp = `${this.prefix}tmp:viewers:${this.nodeId}`;
+        const m = this.redis.multi();
+        m.sunionstore(tmp, ...nodes.map((node) => this.#setKey(sessionId, node)));
+        m.del(tmp);
+        const res = (await m.exec()) ?? [];
+        n = Number(res[0]?.[1] ?? 0);
+      }
+      this.#set(sessionId, n);
+    } catch (err) {
+      this.log.debug({ err }, 'viewer count failed');
+      this.#publishLocalCount(sessionId);
+    }
+  }
+
+  #publishLocalCount(sessionId: number): void {
+    this.#set(sessionId, this.count(sessionId));
+  }
+
+  #set(sessionId: number, n: number): void {
+    const value = Math.max(n, this.local.count(sessionId));
+    if (this.#counts.get(sessionId) === value) return;
+    this.#counts.set(sessionId, value);
+    for (const l of this.#listeners) l(sessionId, value);
+  }
+
+  async #beat(): Promise<void> {
+    if (this.#closed || this.redis.status !== 'ready') return;
+    try {
+      for (const sessionId of this.local.sessions()) {
+        const users = this.local.users(sessionId);
+        const key = this.#setKey(sessionId);
+        if (users.length > 0) {
+          // After a Redis restart the set is gone: put every local viewer back.
+          const alive = await this.redis.pexpire(key, this.#ttlMs);
+          if (alive === 0) {
+            for (let i = 0; i < users.length; i += 1000)
+              await this.redis.sadd(key, ...users.slice(i, i + 1000));
+            await this.redis.pexpire(key, this.#ttlMs);
+          }
+          await this.redis.zadd(this.#nodesKey(sessionId), Date.now(), this.nodeId);
+          await this.redis.pexpire(this.#nodesKey(sessionId), this.#ttlMs * 4);
+        }
+        await this.#count(sessionId);
+      }
+    } catch (err) {
+      this.log.debug({ err }, 'presence heartbeat failed');
+    }
+  }
+}

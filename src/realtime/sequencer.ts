@@ -1,0 +1,143 @@
+import type { StoredMessage } from '../store/types.js';
+
+export interface SequencedMessage {
+  message: StoredMessage;
+  /** Id of the message committed just before it in its session (0 for the first). */
+  prevId: number;
+  committedAt: number;
+}
+
+export interface SequencerOptions {
+  /** Reads committed messages of a session after an id, oldest first (the database: the source of truth). */
+  fetchAfter(sessionId: number, afterId: number): Promise<StoredMessage[]>;
+  /** Receives every message exactly once, in id order. */
+  deliver(sessionId: number, message: StoredMessage, committedAt: number): void;
+  /** How long a message waits for its predecessor before the gap is read from the database. */
+  holdMs?: number;
+  onGapFill?(sessionId: number, fetched: number): void;
+  onError?(err: unknown): void;
+  now?: () => number;
+}
+
+interface Stream {
+  lastId: number;
+  /** Messages that arrived ahead of their predecessor, by prevId. */
+  held: Map<number, SequencedMessage>;
+  timer: NodeJS.Timeout | undefined;
+  filling: Promise<void> | undefined;
+}
+
+/**
+ * Puts a session's committed messages back in order when they arrive from several nodes (DESIGN §4). Each
+ * message names its predecessor, so a gap is known exactly; a gap that is not filled within `holdMs`, and any
+ * `catchUp()`, is read from the database. Publishing may lose or reorder messages; this loses neither.
+ */
+export class Sequencer {
+  readonly #streams = new Map<number, Stream>();
+  readonly #holdMs: number;
+  readonly #now: () => number;
+
+  constructor(private readonly options: SequencerOptions) {
+    this.#holdMs = options.holdMs ?? 150;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Starts (or restarts) a session's stream after `lastId`, the newest message already delivered. */
+  open(sessionId: number, lastId: number): void {
+    this.close(sessionId);
+    this.#streams.set(sessionId, { lastId, held: new Map(), timer: undefined, filling: undefined });
+  }
+
+  close(sessionId: number): void {
+    const s = this.#streams.get(sessionId);
+    if (s?.timer) clearTimeout(s.timer);
+    this.#streams.delete(sessionId);
+  }
+
+  lastId(sessionId: number): number | undefined {
+    return this.#streams.get(sessionId)?.lastId;
+  }
+
+  accept(sessionId: number, m: SequencedMessage): void {
+    const s = this.#streams.get(sessionId);
+    if (!s || m.message.id <= s.lastId) return;
+    if (m.prevId <= s.lastId) {
+      this.#deliver(sessionId, s, m.message, m.committedAt);
+      this.#drain(sessionId, s);
+      return;
+    }
+    s.held.set(m.prevId, m);
+    s.timer ??= setTimeout(() => {
+      s.timer = undefined;
+      void this.catchUp(sessionId);
+    }, this.#holdMs);
+  }
+
+  /** Reads from the database whatever came after the last delivered message (after a gap, or a reconnect). */
+  catchUp(sessionId: number): Promise<void> {
+    const s = this.#streams.get(sessionId);
+    if (!s) return Promise.resolve();
+    s.filling ??= (async () => {
+      try {
+        for (;;) {
+          const after = s.lastId;
+          const rows = await this.options.fetchAfter(sessionId, after);
+          if (this.#streams.get(sessionId) !== s) return;
+          let fetched = 0;
+          for (const m of rows) {
+            if (m.id <= s.lastId) continue;
+            this.#deliver(sessionId, s, m, this.#now());
+            fetched++;
+          }
+          if (fetched > 0) this.options.onGapFill?.(sessionId, fetched);
+          // Held messages at or below what the database had are now delivered; the rest may chain on.
+          for (const [prev, held] of s.held) if (held.message.id <= s.lastId) s.held.delete(prev);
+          this.#drain(sessionId, s);
+          // A full page may mean more; anything held still waits on a gap that the database does not show yet.
+          if (rows.length === 0 || s.lastId === after) break;
+        }
+        // What is still held has a predecessor that is not (yet) visible: its commit is in flight. Deliver it
+        // anyway rather than stall the room; ordering within what we have is kept.
+        if (s.held.size > 0) {
+          for (const held of [...s.held.values()].sort((a, b) => a.message.id - b.message.id)) {
+            if (held.message.id > s.lastId) this.#deliver(sessionId, s, held.message, held.committedAt);
+          }
+          s.held.clear();
+        }
+      } catch (err) {
+        this.options.onError?.(err);
+        // The database is away: try again later; nothing is dropped meanwhile.
+        s.timer ??= setTimeout(() => {
+          s.timer = undefined;
+          void this.catchUp(sessionId);
+        }, this.#holdMs * 4);
+      } finally {
+        s.filling = undefined;
+      }
+    })();
+    return s.filling;
+  }
+
+  /** Every open session catches up (a shared bus came back, or the periodic safety poll). */
+  async catchUpAll(): Promise<void> {
+    await Promise.all([...this.#streams.keys()].map((id) => this.catchUp(id)));
+  }
+
+  #deliver(sessionId: number, s: Stream, message: StoredMessage, committedAt: number): void {
+    s.lastId = message.id;
+    this.options.deliver(sessionId, message, committedAt);
+  }
+
+  #drain(sessionId: number, s: Stream): void {
+    for (;;) {
+      const next = s.held.get(s.lastId);
+      if (!next) break;
+      s.held.delete(s.lastId);
+      this.#deliver(sessionId, s, next.message, next.committedAt);
+    }
+    if (s.held.size === 0 && s.timer) {
+      clearTimeout(s.timer);
+      s.timer = undefined;
+    }
+  }
+}

@@ -1,0 +1,325 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createFreshDatabase, type FreshDatabase, postgresAvailable } from '../support/postgres.js';
+import { runScript } from '../support/process.js';
+import { PrivateRedis, redisAvailable, TEST_REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { startServer, type TestServer } from '../support/server.js';
+import { TestClient } from '../support/ws-client.js';
+
+const ready = (await postgresAvailable()) && (await redisAvailable());
+
+/** Messages a client saw, from init and live, in arrival order. */
+const seen = (c: TestClient) =>
+  [...(c.init?.messages ?? []), ...c.messages()].map((m: any) => m.id as number);
+
+const sorted = (ids: number[]) => [...ids].sort((a, b) => a - b);
+
+// Several nodes as one: real PostgreSQL, real Redis, real sockets (DESIGN §4).
+describe.skipIf(!ready)('several nodes with Redis', () => {
+  let db: FreshDatabase;
+  let dataDir: string;
+  const nodes: TestServer[] = [];
+
+  const startNodes = async (count: number, env: Record<string, string> = {}) => {
+    const prefix = uniquePrefix();
+    const started: TestServer[] = [];
+    for (let i = 0; i < count; i++) {
+      const t = await startServer({
+        env: {
+          DATABASE_URL: db.url,
+          REDIS_URL: TEST_REDIS_URL,
+          REDIS_KEY_PREFIX: prefix,
+          DATA_DIR: dataDir,
+          ...env,
+        },
+      });
+      started.push(t);
+      nodes.push(t);
+    }
+    return started;
+  };
+
+  beforeAll(async () => {
+    db = await createFreshDatabase();
+    dataDir = mkdtempSync(join(tmpdir(), 'drawchat-cluster-'));
+  });
+  afterEach(async () => {
+    await Promise.all(nodes.splice(0).map((n) => n.close()));
+  });
+  afterAll(async () => {
+    await db?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('[SPEC §6] every client on every node receives every message exactly once, in id order', async () => {
+    const servers = await startNodes(3, { LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '10000' });
+    const tokens = await Promise.all(['ann', 'ben', 'cid'].map((n) => servers[0]!.token(n)));
+    const sessionId = await servers[0]!.sessionId(tokens[0]!);
+    const clients: TestClient[] = [];
+    for (const [i, s] of servers.entries()) {
+      clients.push(
+        await s.connect(sessionId, tokens[i]!),
+        await s.connect(sessionId, tokens[i]!, { query: 'batch=1' }),
+      );
+    }
+    const perNode = 25;
+    const acked = (
+      await Promise.all(
+        servers.map(async (s, i) => {
+          const ids: number[] = [];
+          for (let k = 0; k < perNode; k++) {
+            const r = await s.request('POST', '/live-chat/messages', {
+              token: tokens[i]!,
+              body: { message: `node${i} #${k}` },
+            });
+            expect(r.status).toBe(201);
+            ids.push(r.body.id);
+          }
+          return ids;
+        }),
+      )
+    ).flat();
+    const expected = sorted(acked);
+    for (const c of clients) {
+      await c.collect('new_message', (l) => l.length >= expected.length, 10_000);
+      const ids = seen(c).filter((id) => expected.includes(id));
+      expect(ids).toEqual(expected);
+    }
+  });
+
+  it('[SPEC §5] the viewer count is the number of distinct users across nodes', async () => {
+    const [a, b, c] = await startNodes(3);
+    const u1 = await a!.token('viewer-one');
+    const u2 = await a!.token('viewer-two');
+    const sessionId = await a!.sessionId(u1);
+    const onA = await a!.connect(sessionId, u1);
+    const onB = await b!.connect(sessionId, u1);
+    const onC = await c!.connect(sessionId, u2);
+    for (const client of [onA, onB, onC]) {
+      await client
+        .count('viewer_count_update', 'viewer_count', (n) => n === 2, 5000)
+        .catch(async () => {
+          expect(client.init!.viewer_count).toBe(2);
+        });
+    }
+    const status = await b!.request('GET', '/live-chat/status', { token: u2 });
+    expect(status.body.session.viewer_count).toBe(2);
+    onA.close();
+    await new Promise((r) => setTimeout(r, 600));
+    // viewer-one is still on node B.
+    expect((await c!.request('GET', '/live-chat/status', { token: u2 })).body.session.viewer_count).toBe(2);
+    onB.close();
+    await onC.count('viewer_count_update', 'viewer_count', (n) => n === 1, 5000);
+    const rows = await new pg.Client({ connectionString: db.url });
+    await rows.connect();
+    try {
+      const r = await rows.query(
+        'SELECT COUNT(*) FROM live_chat_viewers WHERE is_active = true AND user_id = ANY($1)',
+        [[a!.userId(u1), a!.userId(u2)]],
+      );
+      expect(Number(r.rows[0].count)).toBe(1);
+    } finally {
+      await rows.end();
+    }
+  });
+
+  it('[SPEC §6] the 11th message in a minute is refused whichever node it goes to; nothing of it is stored', async () => {
+    const servers = await startNodes(3);
+    const token = await servers[0]!.token('limited');
+    for (let i = 0; i < 10; i++) {
+      const r = await servers[i % 3]!.request('POST', '/live-chat/messages', {
+        token,
+        body: { message: `m${i}` },
+      });
+      expect(r.status, `message ${i}`).toBe(201);
+    }
+    for (const s of servers) {
+      const r = await s.request('POST', '/live-chat/messages', { token, body: { message: 'one too many' } });
+      expect(r.status).toBe(429);
+      expect(r.body.error.code).toBe('rate_limited');
+      expect(r.body.error.retry_after_ms).toBeGreaterThan(0);
+    }
+    const history = await servers[1]!.request('GET', '/live-chat/messages', { token });
+    expect(history.body.messages.filter((m: any) => m.message === 'one too many')).toHaveLength(0);
+  });
+
+  it('[SPEC §6] a user’s connection cap holds across nodes', async () => {
+    const servers = await startNodes(2, { LIVE_CHAT_MAX_CONNECTIONS_PER_USER: '2' });
+    const token = await servers[0]!.token('many-tabs');
+    const sessionId = await servers[0]!.sessionId(token);
+    await servers[0]!.connect(sessionId, token);
+    await servers[1]!.connect(sessionId, token);
+    const third = await servers[0]!.connect(sessionId, token, { waitForInit: false });
+    expect((await third.closed).code).toBe(4429);
+  });
+
+  it('[SPEC §4] hearts sent concurrently on all nodes sum exactly, and every node shows the total', async () => {
+    const servers = await startNodes(3);
+    const watcher = await servers[0]!.token('watcher');
+    const sessionId = await servers[0]!.sessionId(watcher);
+    const before = (await servers[0]!.request('GET', '/live-chat/status', { token: watcher })).body.session
+      .total_likes;
+    const clients = await Promise.all(servers.map((s) => s.connect(sessionId, watcher)));
+    const tokens = await Promise.all(Array.from({ length: 6 }, (_, i) => servers[0]!.token(`fan${i}`)));
+    const results = await Promise.all(
+      tokens.flatMap((token, i) =>
+        Array.from({ length: 20 }, () => servers[i % 3]!.request('POST', '/live-chat/like', { token })),
+      ),
+    );
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    const total = before + 120;
+    for (const c of clients) await c.count('session_like_update', 'total_likes', (n) => n === total, 5000);
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const r = await client.query('SELECT total_likes FROM live_chat_sessions WHERE is_active = true');
+      expect(Number(r.rows[0].total_likes)).toBe(total);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('[DESIGN §4] Redis restarted mid-stream: nothing acknowledged is lost for anyone', async () => {
+    const redis = await PrivateRedis.start();
+    try {
+      const servers = await startNodes(2, {
+        REDIS_URL: redis.url,
+        LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '10000',
+      });
+      const tokens = await Promise.all(['r1', 'r2'].map((n) => servers[0]!.token(n)));
+      const sessionId = await servers[0]!.sessionId(tokens[0]!);
+      const clients = [
+        await servers[0]!.connect(sessionId, tokens[0]!),
+        await servers[1]!.connect(sessionId, tokens[1]!),
+      ];
+      const acked: number[] = [];
+      const send = async (rounds: number) => {
+        for (let k = 0; k < rounds; k++) {
+          for (const [i, s] of servers.entries()) {
+            const r = await s.request('POST', '/live-chat/messages', {
+              token: tokens[i]!,
+              body: { message: `r${k}` },
+            });
+            expect(r.status).toBe(201);
+            acked.push(r.body.id);
+          }
+        }
+      };
+      await send(5);
+      await redis.kill();
+      await send(5);
+      const ready = await servers[0]!.request('GET', '/readyz');
+      expect(ready.status).toBe(200);
+      expect(ready.body.status).toBe('degraded');
+      await redis.start();
+      await send(5);
+      const expected = sorted(acked);
+      for (const c of clients) {
+        await c.collect('new_message', () => expected.every((id) => seen(c).includes(id)), 15_000);
+        expect(seen(c).filter((id) => expected.includes(id))).toEqual(expected);
+      }
+    } finally {
+      await redis.kill();
+    }
+  });
+});
+
+// Whole node processes: one is killed with SIGKILL while messages flow.
+describe.skipIf(!ready)('a node dies', () => {
+  let db: FreshDatabase;
+  let dataDir: string;
+  beforeAll(async () => {
+    db = await createFreshDatabase();
+    dataDir = mkdtempSync(join(tmpdir(), 'drawchat-kill-'));
+  });
+  afterAll(async () => {
+    await db?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('[SPEC §6] kill -9 of one node: its clients resume on the others with since and miss no acknowledged message', async () => {
+    const env = {
+      DATABASE_URL: db.url,
+      REDIS_URL: TEST_REDIS_URL,
+      REDIS_KEY_PREFIX: uniquePrefix(),
+      DATA_DIR: dataDir,
+      PORT: '0',
+      LOG_LEVEL: 'warn',
+      LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '100000',
+    };
+    const procs = [runScript('src/main.ts', { ...env, LOG_LEVEL: 'info' })];
+    await procs[0]!.url; // the first node creates the dev key; the others reuse it
+    procs.push(
+      runScript('src/main.ts', { ...env, LOG_LEVEL: 'info' }),
+      runScript('src/main.ts', { ...env, LOG_LEVEL: 'info' }),
+    );
+    const urls = await Promise.all(procs.map((p) => p.url));
+    try {
+      const mint = async (name: string) =>
+        (
+          (await (
+            await fetch(`${urls[0]}/live-chat/dev/token`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ username: name }),
+            })
+          ).json()) as any
+        ).token as string;
+      const sender = await mint('sender');
+      const viewer = await mint('viewer');
+      const status = (await (
+        await fetch(`${urls[1]}/live-chat/status`, { headers: { authorization: `Bearer ${sender}` } })
+      ).json()) as any;
+      const sessionId = status.session.id;
+      const wsUrl = (u: string, since?: number) =>
+        `${u.replace('http', 'ws')}/live-chat/ws/${sessionId}?token=${viewer}${since ? `&since=${since}` : ''}`;
+      const clients = await Promise.all(urls.map((u) => TestClient.connect(wsUrl(u))));
+
+      const acked: number[] = [];
+      let stop = false;
+      let k = 0;
+      const flow = (async () => {
+        while (!stop) {
+          const target = urls[1 + (k % 2)]!;
+          const r = await fetch(`${target}/live-chat/messages`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${sender}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ message: `steady ${k++}` }),
+          });
+          if (r.status === 201) acked.push(((await r.json()) as any).id);
+          await new Promise((res) => setTimeout(res, 10));
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 400));
+      procs[0]!.child.kill('SIGKILL');
+      const dropped = clients[0]!;
+      await dropped.closed;
+      const lastSeen = Math.max(0, ...seen(dropped));
+      const resumed = await TestClient.connect(wsUrl(urls[1]!, lastSeen));
+      await new Promise((r) => setTimeout(r, 400));
+      stop = true;
+      await flow;
+      const expected = sorted(acked);
+      expect(expected.length).toBeGreaterThan(20);
+      const survivorViews = [clients[1]!, clients[2]!];
+      for (const c of survivorViews) {
+        await c.collect('new_message', () => expected.every((id) => seen(c).includes(id)), 10_000);
+        expect(seen(c).filter((id) => expected.includes(id))).toEqual(expected);
+      }
+      await resumed.collect(
+        'new_message',
+        () => expected.every((id) => seen(dropped).concat(seen(resumed)).includes(id)),
+        10_000,
+      );
+      const combined = [...seen(dropped), ...seen(resumed)].filter((id) => expected.includes(id));
+      expect(combined).toEqual(expected);
+      for (const c of [...clients, resumed]) c.terminate();
+    } finally {
+      for (const p of procs) p.child.kill('SIGTERM');
+      await Promise.all(procs.map((p) => p.exited));
+    }
+  });
+});
