@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,11 +6,14 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createFreshDatabase, type FreshDatabase, postgresAvailable } from '../support/postgres.js';
 import { runScript } from '../support/process.js';
-import { PrivateRedis, redisAvailable, TEST_REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { freePort, PrivateRedis, redisAvailable, TEST_REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { startServer, type TestServer } from '../support/server.js';
 import { TestClient } from '../support/ws-client.js';
 
 const ready = (await postgresAvailable()) && (await redisAvailable());
+const nginx = !spawnSync('nginx', ['-v']).error;
+if (!nginx && process.env.CI === 'true')
+  throw new Error('nginx is required under CI=true (.ci/run installs it)');
 
 /** Messages a client saw, from init and live, in arrival order. */
 const seen = (c: TestClient) =>
@@ -320,6 +324,90 @@ describe.skipIf(!ready)('a node dies', () => {
     } finally {
       for (const p of procs) p.child.kill('SIGTERM');
       await Promise.all(procs.map((p) => p.exited));
+    }
+  });
+});
+
+describe.skipIf(!ready || !nginx)('npm run cluster: nodes behind nginx', () => {
+  let db: FreshDatabase;
+  let dataDir: string;
+  beforeAll(async () => {
+    db = await createFreshDatabase();
+    dataDir = mkdtempSync(join(tmpdir(), 'drawchat-lb-'));
+  });
+  afterAll(async () => {
+    await db?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('[issue 4] two clients chat through the load balancer, landing on different nodes', async () => {
+    const lbPort = await freePort();
+    const basePort = await freePort();
+    const cluster = runScript(
+      'src/cli/cluster.ts',
+      {
+        DATABASE_URL: db.url,
+        REDIS_URL: TEST_REDIS_URL,
+        REDIS_KEY_PREFIX: uniquePrefix(),
+        DATA_DIR: dataDir,
+        LOG_LEVEL: 'info',
+      },
+      ['--nodes', '2', '--port', String(lbPort), '--base-port', String(basePort)],
+    );
+    try {
+      const deadline = Date.now() + 30_000;
+      while ((cluster.stdout.join('').match(/draw-chat listening/g) ?? []).length < 2) {
+        if (Date.now() > deadline) throw new Error(`cluster did not start: ${cluster.stdout.join('')}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(cluster.stdout.join('')).toContain(`load balancer on http://127.0.0.1:${lbPort}`);
+      const lb = `http://127.0.0.1:${lbPort}`;
+      const mint = async (username: string) =>
+        (
+          (await (
+            await fetch(`${lb}/live-chat/dev/token`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ username }),
+            })
+          ).json()) as any
+        ).token as string;
+      let ready = false;
+      for (let i = 0; i < 50 && !ready; i++) {
+        ready = (await fetch(`${lb}/readyz`).catch(() => undefined))?.status === 200;
+        if (!ready) await new Promise((r) => setTimeout(r, 100));
+      }
+      const [amy, bo] = [await mint('amy'), await mint('bo')];
+      const status = (await (
+        await fetch(`${lb}/live-chat/status`, { headers: { authorization: `Bearer ${amy}` } })
+      ).json()) as any;
+      const ws = (token: string) =>
+        `${lb.replace('http', 'ws')}/live-chat/ws/${status.session.id}?token=${token}`;
+      // A browser on the balancer's origin: the nodes see the same host, so same-origin holds behind the proxy.
+      const a = await TestClient.connect(ws(amy), { origin: lb });
+      const b = await TestClient.connect(ws(bo), { origin: lb });
+      a.send({ type: 'message', message: 'hello from amy' });
+      b.send({ type: 'message', message: 'hello from bo' });
+      for (const c of [a, b]) {
+        const texts = (await c.collect('new_message', (l) => l.length >= 2, 10_000)).map(
+          (e) => e.message.message,
+        );
+        expect(texts.sort()).toEqual(['hello from amy', 'hello from bo']);
+      }
+      await a
+        .count('viewer_count_update', 'viewer_count', (n) => n === 2, 5000)
+        .catch(() => expect(b.init!.viewer_count).toBe(2));
+      // least_conn spread the two sockets over both nodes.
+      const opened = cluster.stdout
+        .join('')
+        .split('\n')
+        .filter((l) => l.includes('websocket open'));
+      expect(new Set(opened.map((l) => l.slice(0, l.indexOf(']') + 1))).size).toBe(2);
+      a.terminate();
+      b.terminate();
+    } finally {
+      cluster.child.kill('SIGTERM');
+      await cluster.exited;
     }
   });
 });
