@@ -148,7 +148,7 @@ export class ChatService {
       this.hub.setViewerCount(sessionId, count);
     });
     this.#sequencer = new Sequencer({
-      fetchAfter: (sessionId, afterId) => deps.store.messagesAfter(sessionId, afterId, 1000),
+      fetchAfter: (sessionId, afterId, pageSize) => deps.store.messagesAfter(sessionId, afterId, pageSize),
       deliver: (sessionId, message, committedAt) => this.#deliverMessage(sessionId, message, committedAt),
       onGapFill: (sessionId, n) => {
         metrics.gapFills.inc(n);

@@ -8,8 +8,10 @@ export interface SequencedMessage {
 }
 
 export interface SequencerOptions {
-  /** Reads committed messages of a session after an id, oldest first (the database: the source of truth). */
-  fetchAfter(sessionId: number, afterId: number): Promise<StoredMessage[]>;
+  /** Reads committed messages of a session after an id, oldest first, at most `pageSize` (the database). */
+  fetchAfter(sessionId: number, afterId: number, pageSize: number): Promise<StoredMessage[]>;
+  /** Rows per read; a full page is followed by another read. */
+  pageSize?: number;
   /** Receives every message exactly once, in id order. */
   deliver(sessionId: number, message: StoredMessage, committedAt: number): void;
   /** How long a message waits for its predecessor before the gap is read from the database. */
@@ -35,10 +37,12 @@ interface Stream {
 export class Sequencer {
   readonly #streams = new Map<number, Stream>();
   readonly #holdMs: number;
+  readonly #pageSize: number;
   readonly #now: () => number;
 
   constructor(private readonly options: SequencerOptions) {
     this.#holdMs = options.holdMs ?? 150;
+    this.#pageSize = options.pageSize ?? 1000;
     this.#now = options.now ?? Date.now;
   }
 
@@ -81,7 +85,7 @@ export class Sequencer {
       try {
         for (;;) {
           const after = s.lastId;
-          const rows = await this.options.fetchAfter(sessionId, after);
+          const rows = await this.options.fetchAfter(sessionId, after, this.#pageSize);
           if (this.#streams.get(sessionId) !== s) return;
           let fetched = 0;
           for (const m of rows) {
@@ -93,8 +97,8 @@ export class Sequencer {
           // Held messages at or below what the database had are now delivered; the rest may chain on.
           for (const [prev, held] of s.held) if (held.message.id <= s.lastId) s.held.delete(prev);
           this.#drain(sessionId, s);
-          // A full page may mean more; anything held still waits on a gap that the database does not show yet.
-          if (rows.length === 0 || s.lastId === after) break;
+          // Only a full page may mean more.
+          if (rows.length < this.#pageSize || s.lastId === after) break;
         }
         // What is still held has a predecessor that is not (yet) visible: its commit is in flight. Deliver it
         // anyway rather than stall the room; ordering within what we have is kept.

@@ -1,0 +1,118 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Sequencer } from '../../src/realtime/sequencer.js';
+import type { StoredMessage } from '../../src/store/types.js';
+
+const msg = (id: number): StoredMessage => ({
+  id,
+  sessionId: 1,
+  userId: 'u',
+  username: 'u',
+  profilePic: null,
+  isHost: false,
+  message: `m${id}`,
+  createdAt: 0,
+  likes: 0,
+  clientMsgId: null,
+});
+
+/** The database as the sequencer sees it: every committed message, whether or not its publish arrived. */
+function setup(committed: number[] = []) {
+  const db = [...committed];
+  const delivered: number[] = [];
+  const fetches: number[] = [];
+  let failNext = 0;
+  const seq = new Sequencer({
+    holdMs: 100,
+    fetchAfter: async (_s, afterId) => {
+      fetches.push(afterId);
+      if (failNext > 0) {
+        failNext--;
+        throw new Error('database away');
+      }
+      return db.filter((id) => id > afterId).map(msg);
+    },
+    deliver: (_s, m) => delivered.push(m.id),
+  });
+  seq.open(1, 0);
+  const arrive = (id: number, prevId: number) => {
+    if (!db.includes(id)) db.push(id);
+    seq.accept(1, { message: msg(id), prevId, committedAt: 0 });
+  };
+  return { seq, db, delivered, fetches, arrive, failNextFetch: () => failNext++ };
+}
+
+describe('Sequencer [DESIGN §4]', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('delivers messages that arrive in order at once', () => {
+    const { arrive, delivered, fetches } = setup();
+    arrive(1, 0);
+    arrive(2, 1);
+    arrive(5, 2); // ids need not be contiguous: the chain is what counts
+    expect(delivered).toEqual([1, 2, 5]);
+    expect(fetches).toEqual([]);
+  });
+
+  it('holds a message that arrives before its predecessor, then delivers both in order', () => {
+    const { arrive, delivered, fetches } = setup();
+    arrive(1, 0);
+    arrive(3, 2);
+    expect(delivered).toEqual([1]);
+    arrive(2, 1);
+    expect(delivered).toEqual([1, 2, 3]);
+    vi.advanceTimersByTime(500);
+    expect(fetches).toEqual([]);
+  });
+
+  it('reads a gap that is not filled in time from the database', async () => {
+    const { arrive, delivered, db } = setup();
+    arrive(1, 0);
+    db.push(2); // committed on another node; its publish is lost
+    arrive(3, 2);
+    expect(delivered).toEqual([1]);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(delivered).toEqual([1, 2, 3]);
+  });
+
+  it('drops duplicates and messages already delivered from the database', async () => {
+    const { arrive, delivered, db } = setup();
+    arrive(1, 0);
+    arrive(1, 0);
+    db.push(2, 3);
+    arrive(4, 3);
+    await vi.advanceTimersByTimeAsync(100);
+    arrive(3, 2); // the late publish of a message already read from the database
+    arrive(2, 1);
+    expect(delivered).toEqual([1, 2, 3, 4]);
+  });
+
+  it('catchUp finds a lost last message (no later message shows the gap)', async () => {
+    const { seq, arrive, delivered, db } = setup();
+    arrive(1, 0);
+    db.push(2);
+    await seq.catchUp(1);
+    expect(delivered).toEqual([1, 2]);
+  });
+
+  it('retries when the database is away and loses nothing', async () => {
+    const { arrive, delivered, db, failNextFetch, fetches } = setup();
+    arrive(1, 0);
+    db.push(2);
+    failNextFetch();
+    arrive(3, 2);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(delivered).toEqual([1]);
+    await vi.advanceTimersByTimeAsync(400);
+    expect(fetches.length).toBe(2);
+    expect(delivered).toEqual([1, 2, 3]);
+  });
+
+  it('never delivers to a closed session', async () => {
+    const { seq, arrive, delivered } = setup();
+    seq.close(1);
+    arrive(1, 0);
+    await seq.catchUp(1);
+    expect(delivered).toEqual([]);
+  });
+});
