@@ -6,7 +6,10 @@ import type { Metrics } from '../observability/metrics.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { ChatError } from '../protocol/errors.js';
 import type { HistoryResponse, StatusResponse } from '../protocol/http.js';
-import type { ChatMessage, SessionInfo, You } from '../protocol/messages.js';
+import { type ChatMessage, MAX_RESUME_MESSAGES, type SessionInfo, type You } from '../protocol/messages.js';
+
+export type ResyncReason = 'epoch_changed' | 'too_far_behind' | 'unknown_position';
+
 import type { Bus, BusEvent } from '../realtime/bus.js';
 import { Hub } from '../realtime/hub.js';
 import { type Limits, LocalLimits } from '../realtime/limits.js';
@@ -98,6 +101,7 @@ export class ChatService {
   #poller: NodeJS.Timeout | undefined;
   #unsubscribeClock: (() => void) | undefined;
   #stopped = false;
+  #epoch = '';
   /** Presence checks in flight; stop() lets them write their rows. */
   readonly #presenceChecks = new Set<Promise<void>>();
 
@@ -164,7 +168,13 @@ export class ChatService {
     return this.#deps.settings;
   }
 
+  /** The history this database holds (SPEC: resume across a recreated database is refused). */
+  get epoch(): string {
+    return this.#epoch;
+  }
+
   async start(): Promise<void> {
+    this.#epoch = await this.#deps.store.epoch();
     // Alone, nobody can be connected at start-up; with other nodes running, their viewers are real.
     if (!this.#deps.bus.shared) await this.#deps.store.resetViewers();
     this.#unsubscribeClock = this.#deps.clock.onJump?.(() => void this.refresh());
@@ -518,27 +528,42 @@ export class ChatService {
   async initPayload(
     user: ChatUser,
     sessionId: number,
-    since: number | undefined,
+    resume: { since?: number; epoch?: string } = {},
   ): Promise<{
     session: SessionInfo;
     you: You;
     messages: ChatMessage[];
     lastMessageId: number;
     totalLikes: number;
+    resync: ResyncReason | undefined;
   }> {
     const session = await this.requireActive(sessionId);
     const { store, settings } = this.#deps;
-    let messages: StoredMessage[];
+    let { since } = resume;
+    let resync: ResyncReason | undefined;
+    if (since !== undefined && resume.epoch !== undefined && resume.epoch !== this.#epoch)
+      resync = 'epoch_changed';
+    let messages: StoredMessage[] | undefined;
     const recent = session.recent;
-    if (since === undefined) {
-      messages = recent.slice(-settings.historyLimit);
-    } else if (recent.length > 0 && (session.recentComplete || since >= recent[0]!.id - 1)) {
-      messages = recent.filter((m) => m.id > since);
-    } else if (recent.length === 0 && session.recentComplete) {
-      messages = [];
-    } else {
-      messages = await store.messagesAfter(sessionId, since, 100_000);
+    if (since !== undefined && !resync) {
+      const newest = recent.at(-1)?.id ?? 0;
+      if (since > newest && since > (await store.lastMessageId(sessionId))) {
+        // Ids only grow: a position beyond the newest message belongs to another history.
+        resync = 'unknown_position';
+      } else if (recent.length > 0 && (session.recentComplete || since >= recent[0]!.id - 1)) {
+        messages = recent.filter((m) => m.id > since!);
+      } else if (recent.length === 0 && session.recentComplete) {
+        messages = [];
+      } else {
+        messages = await store.messagesAfter(sessionId, since, MAX_RESUME_MESSAGES + 1);
+      }
+      if (messages && messages.length > MAX_RESUME_MESSAGES) {
+        resync = 'too_far_behind';
+        messages = undefined;
+      }
     }
+    if (resync) since = undefined;
+    messages ??= recent.slice(-settings.historyLimit);
     const lastMessageId = Math.max(since ?? 0, messages.at(-1)?.id ?? 0);
     const liked = messages.length
       ? await store.likedMessageIds(
@@ -558,6 +583,7 @@ export class ChatService {
       messages: messages.map((m) => toWireMessage(m, session.winners, liked.has(m.id))),
       lastMessageId,
       totalLikes: session.totalLikes,
+      resync,
     };
   }
 

@@ -128,6 +128,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(fastifyWebsocket, {
     options: {
       maxPayload: settings.maxFrameBytes,
+      // A message may come in pieces, but not in thousands of them (empty continuation frames cost no payload).
+      maxFragments: 64,
       perMessageDeflate: false,
       clientTracking: true,
     },

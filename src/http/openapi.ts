@@ -1,5 +1,6 @@
 import { CloseCode } from '../protocol/close-codes.js';
 import { ErrorCodes } from '../protocol/errors.js';
+import { MAX_RESUME_MESSAGES } from '../protocol/messages.js';
 
 const closeCodeDocs: Record<keyof typeof CloseCode, string> = {
   GOING_AWAY: 'server shutting down; reconnect with `since`',
@@ -17,7 +18,7 @@ const closeCodeDocs: Record<keyof typeof CloseCode, string> = {
 
 /** The WebSocket protocol, described for the OpenAPI page (OpenAPI itself has no words for it). */
 export const WEBSOCKET_DOC = `
-## WebSocket: \`GET /live-chat/ws/{session_id}?token=<jwt>[&since=<message_id>][&batch=1]\`
+## WebSocket: \`GET /live-chat/ws/{session_id}?token=<jwt>[&since=<message_id>&epoch=<epoch>][&batch=1]\`
 
 One JSON object per text frame. With \`batch=1\` every frame is a JSON array of such objects.
 Get the active \`session_id\` from \`GET /live-chat/status\`.
@@ -26,7 +27,8 @@ Get the active \`session_id\` from \`GET /live-chat/status\`.
 
 | type | fields |
 |---|---|
-| \`init\` | \`session\`, \`you\` {user_id, username, profile_pic, is_host, is_winner}, \`viewer_count\`, \`total_likes\`, \`messages\` (recent history, or every message after \`since\`; each with \`liked_by_me\`) |
+| \`init\` | \`session\`, \`you\` {user_id, username, profile_pic, is_host, is_winner}, \`viewer_count\`, \`total_likes\`, \`messages\` (recent history, or every message after \`since\`; each with \`liked_by_me\`), \`epoch\` |
+| \`resync_required\` | \`reason\` (\`epoch_changed\`, \`too_far_behind\`: more than ${MAX_RESUME_MESSAGES} missed, \`unknown_position\`), \`epoch\`: comes right before an \`init\` with recent history; replace what you show with it |
 | \`new_message\` | \`message\`: sent to everyone (sender included) only after the message is committed |
 | \`session_like_update\` | \`session_id\`, \`total_likes\` (coalesced: at most 4 a second) |
 | \`message_like_update\` | \`message_id\`, \`likes\` (coalesced) |

@@ -180,22 +180,27 @@ class SocketSession {
     const since = typeof sinceRaw === 'string' && /^\d{1,15}$/.test(sinceRaw) ? Number(sinceRaw) : undefined;
     let init: Awaited<ReturnType<ChatService['initPayload']>>;
     try {
-      init = await service.initPayload(user, sessionId, since);
+      const epoch = typeof query.epoch === 'string' && query.epoch.length <= 100 ? query.epoch : undefined;
+      init = await service.initPayload(user, sessionId, { since, epoch });
     } catch (err) {
       if (err instanceof ChatError) return this.#refuse(CloseCode.CHAT_CLOSED, 'chat not active');
       throw err;
     }
     if (this.#closed) return;
+    const initEvent: ServerEvent = {
+      type: 'init',
+      session: init.session,
+      you: init.you,
+      viewer_count: init.session.viewer_count,
+      total_likes: init.totalLikes,
+      messages: init.messages,
+      epoch: service.epoch,
+    };
     service.hub.ready(
       this.#handle,
-      {
-        type: 'init',
-        session: init.session,
-        you: init.you,
-        viewer_count: init.session.viewer_count,
-        total_likes: init.totalLikes,
-        messages: init.messages,
-      },
+      init.resync
+        ? [{ type: 'resync_required', reason: init.resync, epoch: service.epoch }, initEvent]
+        : initEvent,
       init.lastMessageId,
     );
     this.deps.log.info(

@@ -3,6 +3,12 @@ import { z } from 'zod';
 /** Bumped when a change to this file is not backwards compatible for clients. */
 export const PROTOCOL_VERSION = 1;
 
+/**
+ * Resume (`since`) replays at most this many missed messages; a client further behind gets `resync_required`
+ * and a fresh `init` with recent history instead.
+ */
+export const MAX_RESUME_MESSAGES = 1000;
+
 const id = z.number().int().positive();
 const isoTime = z.string().describe('ISO-8601 instant in UTC');
 
@@ -63,6 +69,9 @@ export const InitEvent = z.object({
   viewer_count: z.number().int().nonnegative(),
   total_likes: z.number().int().nonnegative(),
   messages: z.array(ChatMessageSchema),
+  epoch: z
+    .string()
+    .describe('The history this server holds; send it back as `&epoch=` with `&since=` when resuming'),
 });
 export const NewMessageEvent = z.object({ type: z.literal('new_message'), message: ChatMessageSchema });
 export const SessionLikeUpdateEvent = z.object({
@@ -95,6 +104,16 @@ export const ChatClosedEvent = z.object({
   session_id: id,
   reason: z.enum(['window_ended', 'disabled']),
 });
+export const ResyncRequiredEvent = z.object({
+  type: z.literal('resync_required'),
+  reason: z
+    .enum(['epoch_changed', 'too_far_behind', 'unknown_position'])
+    .describe(
+      '`epoch_changed`: the server holds another history (database recreated); `too_far_behind`: more than ' +
+        'MAX_RESUME_MESSAGES were missed; `unknown_position`: `since` names no message of this history',
+    ),
+  epoch: z.string(),
+});
 export const PongEvent = z.object({ type: z.literal('pong'), server_time: isoTime });
 export const ErrorEvent = z.object({
   type: z.literal('error'),
@@ -113,6 +132,7 @@ export const ServerEventSchema = z.discriminatedUnion('type', [
   MessageDeletedEvent,
   WinnerUpdateEvent,
   ChatClosedEvent,
+  ResyncRequiredEvent,
   PongEvent,
   ErrorEvent,
 ]);

@@ -119,13 +119,13 @@ export class Hub {
   }
 
   /**
-   * Sends `init` (built by the caller after `join`), then what was published meanwhile, skipping messages with
-   * ids up to `lastMessageId` (already in `init`).
+   * Sends `init` (built by the caller after `join`; a `resync_required` may precede it), then what was published
+   * meanwhile, skipping messages with ids up to `lastMessageId` (already in `init`).
    */
-  ready(handle: HubConnection, init: ServerEvent, lastMessageId: number): void {
+  ready(handle: HubConnection, init: ServerEvent | ServerEvent[], lastMessageId: number): void {
     const conn = handle as ConnState;
     if (!this.#rooms.get(conn.sessionId)?.conns.has(conn)) return;
-    const frames: Frame[] = [{ json: JSON.stringify(init) }];
+    const frames: Frame[] = (Array.isArray(init) ? init : [init]).map((e) => ({ json: JSON.stringify(e) }));
     for (const f of conn.pending) {
       if (f.messageId === undefined || f.messageId > lastMessageId) frames.push(f);
     }

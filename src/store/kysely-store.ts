@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { type Kysely, type Selectable, sql } from 'kysely';
 import { openDatabase } from './database.js';
 import { migrateToLatest } from './migrations/index.js';
@@ -102,6 +103,29 @@ export class KyselyChatStore implements ChatStore {
 
   async migrate(): Promise<void> {
     await migrateToLatest(this.db, this.dialect);
+  }
+
+  async epoch(): Promise<string> {
+    const read = () =>
+      this.db.selectFrom('live_chat_meta').select('value').where('key', '=', 'epoch').executeTakeFirst();
+    const existing = await read();
+    if (existing) return existing.value;
+    // Several nodes may start on a new database at once: the first insert wins, everyone reads it back.
+    await this.db
+      .insertInto('live_chat_meta')
+      .values({ key: 'epoch', value: randomUUID() })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .execute();
+    return (await read())!.value;
+  }
+
+  async lastMessageId(sessionId: number): Promise<number> {
+    const row = await this.db
+      .selectFrom('live_chat_messages')
+      .select((eb) => eb.fn.max('id').as('last'))
+      .where('session_id', '=', sessionId)
+      .executeTakeFirst();
+    return Number(row?.last ?? 0);
   }
 
   async ping(): Promise<void> {

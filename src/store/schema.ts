@@ -93,6 +93,12 @@ export interface Database {
   live_chat_likes: LiveChatLikesTable;
   live_chat_viewers: LiveChatViewersTable;
   live_chat_winners: LiveChatWinnersTable;
+  live_chat_meta: LiveChatMetaTable;
+}
+
+export interface LiveChatMetaTable {
+  key: string;
+  value: string;
 }
 
 export type Dialect = 'sqlite' | 'postgres';

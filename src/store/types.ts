@@ -110,6 +110,10 @@ export interface ChatStore {
   readonly dialect: 'sqlite' | 'postgres';
   /** Runs pending migrations (idempotent). */
   migrate(): Promise<void>;
+  /** The id of this database's history: made once, when the database is new; a recreated database gets another. */
+  epoch(): Promise<string>;
+  /** The newest message id of a session, deleted messages included (0 when none). */
+  lastMessageId(sessionId: number): Promise<number>;
   /** A cheap round trip, for readiness. */
   ping(): Promise<void>;
   close(): Promise<void>;

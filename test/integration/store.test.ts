@@ -102,6 +102,27 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       await store.ping();
     });
 
+    it('keeps one epoch per database, and lastMessageId counts deleted messages too', async () => {
+      const epoch = await store.epoch();
+      expect(epoch).toMatch(/^[0-9a-f-]{36}$/);
+      await store.migrate();
+      expect(await store.epoch()).toBe(epoch);
+      const s = await newSession();
+      expect(await store.lastMessageId(s.id)).toBe(0);
+      const [, second] = await send(s.id, ['one', 'two']);
+      await store.deleteMessage(second!.id, BASE);
+      expect(await store.lastMessageId(s.id)).toBe(second!.id);
+      const other = await openTarget(dialect);
+      const fresh = createChatStore(other.url);
+      try {
+        await fresh.migrate();
+        expect(await fresh.epoch()).not.toBe(epoch);
+      } finally {
+        await fresh.close();
+        await other.cleanup();
+      }
+    });
+
     it('migrating again is a no-op that keeps the data', async () => {
       await store.upsertUserFromClaims({
         id: 'keep',
@@ -264,7 +285,12 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
 
     describe('write()', () => {
       it('returns nothing for an empty batch', async () => {
-        expect(await store.write(batch({}))).toEqual({ messages: [], hearts: [], messageLikes: [], versions: [] });
+        expect(await store.write(batch({}))).toEqual({
+          messages: [],
+          hearts: [],
+          messageLikes: [],
+          versions: [],
+        });
       });
 
       it('stores messages with increasing ids in batch order and round-trips every field', async () => {

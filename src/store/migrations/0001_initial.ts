@@ -121,10 +121,18 @@ export function initialMigration(dialect: Dialect): Migration {
         .addColumn('created_at', t.ts, (c) => c.notNull().defaultTo(t.now))
         .addPrimaryKeyConstraint('live_chat_winners_pk', ['session_id', 'user_id'])
         .execute();
+
+      // Facts about this database itself; `epoch` names its history (a recreated database gets a new one).
+      await db.schema
+        .createTable('live_chat_meta')
+        .addColumn('key', 'text', (c) => c.primaryKey())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .execute();
     },
 
     async down(db: Kysely<unknown>) {
       for (const table of [
+        'live_chat_meta',
         'live_chat_winners',
         'live_chat_viewers',
         'live_chat_likes',
