@@ -161,6 +161,7 @@ const EnvSchema = z.object({
   AUTH_AUDIENCE: optionalString,
   AUTH_HOST_ROLE: z.string().trim().min(1).default('host'),
   LIVE_CHAT_MAX_CONNECTIONS_PER_USER: positiveInt.default(5),
+  LIVE_CHAT_MAX_CONNECTS_PER_ADDRESS_PER_MINUTE: positiveInt.default(1200),
   LIVE_CHAT_MAX_FRAME_BYTES: positiveInt
     .min(256)
     .max(16 * 1024 * 1024)
@@ -196,6 +197,7 @@ export interface Settings {
   readonly authAudience: string | undefined;
   readonly authHostRole: string;
   readonly maxConnectionsPerUser: number;
+  readonly maxConnectsPerAddressPerMinute: number;
   readonly maxFrameBytes: number;
   readonly trustProxy: readonly string[];
   readonly corsOrigins: readonly string[];
@@ -311,6 +313,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     authAudience: e.AUTH_AUDIENCE,
     authHostRole: e.AUTH_HOST_ROLE,
     maxConnectionsPerUser: e.LIVE_CHAT_MAX_CONNECTIONS_PER_USER,
+    maxConnectsPerAddressPerMinute: e.LIVE_CHAT_MAX_CONNECTS_PER_ADDRESS_PER_MINUTE,
     maxFrameBytes: e.LIVE_CHAT_MAX_FRAME_BYTES,
     trustProxy: Object.freeze([...e.TRUST_PROXY]),
     corsOrigins: Object.freeze([...e.CORS_ORIGINS]),

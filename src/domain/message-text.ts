@@ -5,6 +5,14 @@ import { ChatError } from '../protocol/errors.js';
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const FORBIDDEN_CONTROL = /[\u0000-\u0009\u000b\u000c\u000e-\u001f\u007f-\u009f]/u;
 
+/** More combining marks than this on one character is "zalgo" text that paints over its neighbours. */
+export const MAX_COMBINING_MARKS = 8;
+const COMBINING_RUN = new RegExp(`\\p{M}{${MAX_COMBINING_MARKS + 1},}`, 'u');
+/** Nothing a reader can see: spaces, format characters (zero-width, bidi controls) and stray marks. */
+/** With the `u` flag a surrogate class matches only unpaired halves (a pair is one code point). */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+const INVISIBLE_ONLY = /^[\p{White_Space}\p{Cf}\p{M}]*$/u;
+
 /** Number of Unicode code points (what users call characters; an emoji is one, not two UTF-16 units). */
 export function codePointLength(text: string): number {
   let n = 0;
@@ -13,15 +21,29 @@ export function codePointLength(text: string): number {
 }
 
 /**
- * Validates and normalises a chat message: line breaks become `\n`, surrounding whitespace is trimmed.
- * Throws `ChatError` with `invalid_message` or `message_too_long`.
+ * Validates and normalises a chat message: line breaks become `\n`, runs of blank lines shrink to one,
+ * surrounding whitespace is trimmed. Throws `ChatError` with `invalid_message` or `message_too_long`.
  */
 export function normalizeMessageText(raw: string, maxLength: number): string {
   if (FORBIDDEN_CONTROL.test(raw)) {
     throw new ChatError('invalid_message', 'Messages cannot contain control characters.');
   }
-  const text = raw.replace(/\r\n?/g, '\n').trim();
-  if (text === '') throw new ChatError('invalid_message', 'The message is empty.');
+  if (LONE_SURROGATE.test(raw)) {
+    // A lone UTF-16 surrogate cannot be stored as UTF-8; it would silently become U+FFFD.
+    throw new ChatError('invalid_message', 'The message is not valid Unicode text.');
+  }
+  const text = raw
+    .replace(/\r\n?/g, '\n')
+    .replace(/\n[^\S\n]*(?:\n[^\S\n]*){2,}/g, '\n\n')
+    .trim();
+  if (text === '' || INVISIBLE_ONLY.test(text))
+    throw new ChatError('invalid_message', 'The message is empty.');
+  if (COMBINING_RUN.test(text)) {
+    throw new ChatError(
+      'invalid_message',
+      `At most ${MAX_COMBINING_MARKS} combining marks may follow one character.`,
+    );
+  }
   if (text.length > maxLength && codePointLength(text) > maxLength) {
     throw new ChatError('message_too_long', `Messages can be at most ${maxLength} characters long.`);
   }

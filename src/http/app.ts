@@ -64,6 +64,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Bodies are JSON only: without this, Fastify's built-in text/plain parser hands a string to the JSON schemas
   // (a confusing 400) where every other non-JSON type gets 415 `unsupported_media_type`.
   app.removeContentTypeParser('text/plain');
+  // Slow clients (slowloris): headers must arrive within 10 s, a whole request within 30 s.
+  app.server.headersTimeout = 10_000;
+  app.server.requestTimeout = 30_000;
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler((code) => metrics.errors.inc({ code })));

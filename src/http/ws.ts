@@ -3,6 +3,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { ChatService, ChatUser, Log } from '../chat/chat-service.js';
 import type { Settings } from '../config/settings.js';
 import type { Clock } from '../domain/clock.js';
+import { TokenBucketLimiter } from '../domain/rate-limit.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { ChatError, type ErrorCode } from '../protocol/errors.js';
@@ -15,6 +16,7 @@ import {
 import type { HubConnection } from '../realtime/hub.js';
 import type { ConnectionSlot } from '../realtime/limits.js';
 import type { Authenticator } from './authenticate.js';
+import { sendError } from './errors.js';
 import { WsHubSocket } from './ws-socket.js';
 
 export const WS_PATH = '/live-chat/ws/:session_id';
@@ -25,6 +27,16 @@ const MAX_EARLY_FRAMES = 64;
 const HEARTBEAT_MS = 30_000;
 /** setTimeout cannot wait longer than this. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Frames per connection: bursts of 60, then 30 a second. Beyond: `rate_limited`, and the frame is dropped. */
+const FRAME_BURST = 60;
+const FRAMES_PER_SECOND = 30;
+/** WebSocket ping control frames per connection: bursts of 20, then 5 a second; beyond, the socket is closed. */
+const PING_BURST = 20;
+const PINGS_PER_SECOND = 5;
+/** Refused frames and messages within a minute after which a connection is closed (1008) as abusive. */
+const MAX_REFUSALS_PER_MINUTE = 60;
+/** Handshakes per client address: bursts of this many (the rest of the per-minute setting refills evenly). */
+const HANDSHAKE_BURST = 200;
 
 export interface WsDeps {
   service: ChatService;
@@ -53,6 +65,11 @@ export function originAllowed(
 export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
   let nextConnId = 1;
   const alive = new WeakMap<WebSocket, boolean>();
+  const perMinute = deps.settings.maxConnectsPerAddressPerMinute;
+  const handshakes = new TokenBucketLimiter(Math.min(HANDSHAKE_BURST, perMinute), perMinute / 60, deps.clock);
+  const sweep = setInterval(() => handshakes.sweep(), 60_000);
+  sweep.unref();
+  app.addHook('onClose', async () => clearInterval(sweep));
 
   const heartbeat = setInterval(() => {
     for (const ws of app.websocketServer.clients) {
@@ -71,6 +88,19 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
     WS_PATH,
     {
       websocket: true,
+      // Before the upgrade, so a flood from one address costs a 429, not a socket each.
+      onRequest: async (request, reply) => {
+        const decision = handshakes.tryTake(request.ip);
+        if (!decision.ok) {
+          deps.metrics.errors.inc({ code: 'rate_limited' });
+          await sendError(
+            reply,
+            'rate_limited',
+            'Too many connection attempts from this address.',
+            decision.retryAfterMs,
+          );
+        }
+      },
       schema: {
         tags: ['websocket'],
         summary: 'The live chat socket (see the WebSocket section of this page)',
@@ -94,6 +124,9 @@ class SocketSession {
   #expiresAt = 0;
   #expiryTimer: NodeJS.Timeout | undefined;
   #early: Array<[RawData, boolean]> | undefined = [];
+  readonly #frames: TokenBucketLimiter;
+  readonly #pings: TokenBucketLimiter;
+  readonly #refusals: number[] = [];
   #closed = false;
   readonly #openedAt = Date.now();
   readonly #sessionId: number | undefined;
@@ -109,6 +142,8 @@ class SocketSession {
     this.#sessionId = /^[1-9]\d{0,14}$/.test(sid) ? Number(sid) : undefined;
     const query = request.query as Record<string, unknown>;
     this.#batch = query.batch === '1' || query.batch === 'true';
+    this.#frames = new TokenBucketLimiter(FRAME_BURST, FRAMES_PER_SECOND, deps.clock);
+    this.#pings = new TokenBucketLimiter(PING_BURST, PINGS_PER_SECOND, deps.clock);
   }
 
   start(): void {
@@ -122,6 +157,9 @@ class SocketSession {
       this.#onFrame(data, isBinary);
     });
     this.ws.on('close', (code, reason) => this.#onClose(code, reason.toString()));
+    this.ws.on('ping', () => {
+      if (!this.#pings.tryTake('').ok) this.#abuse('ping flood');
+    });
     this.deps.metrics.connections.inc();
     void this.#open().catch((err) => {
       this.deps.log.error({ err, conn: this.id }, 'websocket open failed');
@@ -266,11 +304,34 @@ class SocketSession {
     extra: { client_msg_id?: string; retry_after_ms?: number } = {},
   ): void {
     this.deps.metrics.errors.inc({ code });
+    if (code !== 'internal_error') this.#refused();
     this.#send({ type: 'error', code, message, ...extra });
+  }
+
+  /** Counts a refusal; a connection that keeps earning them is closed. */
+  #refused(): void {
+    const now = this.deps.clock.now();
+    this.#refusals.push(now);
+    while (this.#refusals.length > 0 && this.#refusals[0]! <= now - 60_000) this.#refusals.shift();
+    if (this.#refusals.length > MAX_REFUSALS_PER_MINUTE) this.#abuse('too many refused frames');
+  }
+
+  #abuse(reason: string): void {
+    if (this.#closed) return;
+    this.deps.log.warn(
+      { conn: this.id, user: this.#user?.userId, ip: this.request.ip, reason },
+      'abusive client closed',
+    );
+    this.ws.close(CloseCode.POLICY, reason);
   }
 
   #onFrame(data: RawData, isBinary: boolean): void {
     if (this.#closed || !this.#user) return;
+    const allowed = this.#frames.tryTake('');
+    if (!allowed.ok) {
+      this.#error('rate_limited', 'Too many frames; slow down.', { retry_after_ms: allowed.retryAfterMs });
+      return;
+    }
     if (isBinary) {
       this.#error('bad_request', 'Send JSON in text frames.');
       return;
