@@ -71,6 +71,11 @@ export const SETTINGS_DOC = [
   ['AUTH_HOST_ROLE', 'host', 'role (in `roles` or `tenants.*.roles`) that makes a user HOST'],
   ['LIVE_CHAT_MAX_CONNECTIONS_PER_USER', '5', 'more sockets for one user are closed 4429'],
   [
+    'LIVE_CHAT_MAX_CONNECTS_PER_ADDRESS_PER_MINUTE',
+    '1200',
+    'WebSocket handshakes per client address per minute (bursts of 200); more get HTTP 429',
+  ],
+  [
     'LIVE_CHAT_MAX_FRAME_BYTES',
     '16384',
     'larger WebSocket frames are closed 1009; larger HTTP bodies get 413',
