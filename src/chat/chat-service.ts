@@ -130,6 +130,10 @@ export class ChatService {
           'group commit failed',
         ),
       () => clock.now(),
+      (ms, items) => {
+        metrics.commitDuration.observe(ms / 1000);
+        metrics.commitBatchSize.observe(items);
+      },
     );
     this.limits =
       deps.limits ??
@@ -597,9 +601,6 @@ export class ChatService {
   #onCommitted(batch: WriteBatch, result: WriteBatchResult, committedAt: number): void {
     const { metrics } = this.#deps;
     const events: BusEvent[] = [];
-    metrics.commitBatchSize.observe(
-      batch.messages.length + batch.hearts.length + batch.messageLikes.length + batch.viewers.length,
-    );
     const versions = new Map(result.versions.map((v) => [v.sessionId, v.version]));
     for (const r of result.messages) {
       if (r.duplicate) continue;

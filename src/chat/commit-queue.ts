@@ -28,6 +28,7 @@ export class CommitQueue {
     private readonly onCommitted: (batch: WriteBatch, result: WriteBatchResult, committedAt: number) => void,
     private readonly onError: (err: unknown, batch: WriteBatch) => void,
     private readonly now: () => number = Date.now,
+    private readonly onTiming: (ms: number, items: number) => void = () => {},
   ) {}
 
   message(message: NewMessage): Promise<MessageResult> {
@@ -105,7 +106,12 @@ export class CommitQueue {
     const run = (async () => {
       let result: WriteBatchResult;
       try {
+        const started = performance.now();
         result = await this.store.write(batch);
+        this.onTiming(
+          performance.now() - started,
+          batch.messages.length + batch.hearts.length + batch.messageLikes.length + batch.viewers.length,
+        );
       } catch (err) {
         this.onError(err, batch);
         for (const w of [...messageWaiters, ...heartWaiters, ...likeWaiters]) w.reject(err);

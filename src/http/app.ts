@@ -151,9 +151,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
 
-  const auth = new Authenticator(deps.verifier, service, settings.adminApiKey, (result) =>
-    metrics.tokenVerifications.inc({ result }),
-  );
+  const auth = new Authenticator(deps.verifier, service, settings.adminApiKey, (result, reason) => {
+    metrics.tokenVerifications.inc({ result });
+    // Why a token was refused, never the token itself: the first thing to look at when users get 401/4401.
+    if (reason) app.log.info({ reason }, 'token refused');
+  });
 
   opsRoutes(app, { store: deps.store, metrics, draining: () => draining, redisStatus: deps.redisStatus });
   chatRoutes(app, service, auth);

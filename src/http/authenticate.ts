@@ -16,7 +16,7 @@ export class Authenticator {
     private readonly verifier: TokenVerifier,
     private readonly service: ChatService,
     adminApiKey: string | undefined,
-    private readonly onVerify: (result: 'ok' | 'rejected') => void = () => {},
+    private readonly onVerify: (result: 'ok' | 'rejected', reason?: string) => void = () => {},
   ) {
     this.#adminDigest = adminApiKey ? digest(adminApiKey) : undefined;
   }
@@ -29,7 +29,7 @@ export class Authenticator {
       return { user: await this.service.resolveUser(identity), expiresAt: identity.expiresAt };
     } catch (err) {
       if (err instanceof AuthError) {
-        this.onVerify('rejected');
+        this.onVerify('rejected', err.reason);
         throw new ChatError('unauthorized', 'The token is missing, invalid or expired.');
       }
       throw err;

@@ -28,7 +28,7 @@ export class Metrics {
     });
     this.viewers = new client.Gauge({
       name: 'drawchat_viewers',
-      help: 'Distinct viewers of the active session (all nodes)',
+      help: 'Distinct viewers of the active session (across all nodes when REDIS_URL is set)',
       labelNames: ['session_id'],
       registers,
     });

@@ -76,9 +76,22 @@ export const WinnersResponse = z.object({
 });
 
 export const UserIdParams = z.object({ user_id: z.string().min(1).max(256) });
+/** An avatar URL: http(s) only (no `javascript:`, `data:` or credentials), at most 2048 characters. */
+export const AvatarUrl = z
+  .string()
+  .max(2048)
+  .refine(
+    (v) => {
+      if (!URL.canParse(v)) return false;
+      const u = new URL(v);
+      return (u.protocol === 'https:' || u.protocol === 'http:') && u.username === '' && u.password === '';
+    },
+    { message: 'must be an http(s) URL without credentials' },
+  );
+
 export const UserProfileBody = z.object({
   username: z.string().trim().min(1).max(100).optional(),
-  profile_pic: z.string().url().max(2048).nullable().optional(),
+  profile_pic: AvatarUrl.nullable().optional(),
 });
 export const UserResponse = z.object({
   user_id: z.string(),
@@ -88,7 +101,7 @@ export const UserResponse = z.object({
 
 export const DevTokenBody = z.object({
   username: z.string().trim().min(1).max(100),
-  picture: z.string().url().max(2048).optional(),
+  picture: AvatarUrl.optional(),
   roles: z.array(z.string().min(1).max(100)).max(20).optional(),
 });
 export const DevTokenResponse = z.object({ token: z.string(), user_id: z.string(), expires_at: z.string() });

@@ -221,6 +221,14 @@ describe('JWT auth against a real JWKS (not dev auth)', () => {
       body: profile,
     });
     expect(wrongKey.status).toBe(401);
+    for (const pic of ['javascript:alert(1)', 'data:text/html,x', 'https://user:pw@cdn.example.com/a.png']) {
+      const bad = await t.request('PUT', '/live-chat/users/user-bare', {
+        headers: { 'x-admin-key': ADMIN_KEY },
+        body: { profile_pic: pic },
+      });
+      expect(bad.status, pic).toBe(400);
+      expect(bad.body.error.code, pic).toBe('bad_request');
+    }
     const put = await t.request('PUT', '/live-chat/users/user-bare', {
       headers: { 'x-admin-key': ADMIN_KEY },
       body: profile,
