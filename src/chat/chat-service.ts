@@ -67,6 +67,8 @@ export interface ChatServiceDeps {
 const RECENT_LIMIT = 2000;
 /** With a shared bus, how often each node reads the database for messages whose publish it may have missed. */
 const SAFETY_POLL_MS = 2_000;
+/** With a shared bus, how often viewer rows are checked against who is really connected (dead nodes). */
+const VIEWER_RECONCILE_MS = 30_000;
 /** Profiles resolved from a token are reused this long before the users table is touched again. */
 const USER_CACHE_MS = 60_000;
 
@@ -99,6 +101,7 @@ export class ChatService {
   #timer: NodeJS.Timeout | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   #poller: NodeJS.Timeout | undefined;
+  #reconciler: NodeJS.Timeout | undefined;
   #unsubscribeClock: (() => void) | undefined;
   #stopped = false;
   #epoch = '';
@@ -191,6 +194,8 @@ export class ChatService {
       // Redis pub/sub is a doorbell: a lost publish with nothing after it shows no gap, so look now and then.
       this.#poller = setInterval(() => void this.#sequencer.catchUpAll(), SAFETY_POLL_MS);
       this.#poller.unref();
+      this.#reconciler = setInterval(() => void this.reconcileViewers(), VIEWER_RECONCILE_MS);
+      this.#reconciler.unref();
     }
     await this.refresh();
   }
@@ -202,6 +207,7 @@ export class ChatService {
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#sweeper) clearInterval(this.#sweeper);
     if (this.#poller) clearInterval(this.#poller);
+    if (this.#reconciler) clearInterval(this.#reconciler);
     await this.#refreshing;
     await Promise.all(this.#presenceChecks);
     await this.#queue.close();
@@ -302,6 +308,29 @@ export class ChatService {
     }
     await this.refresh();
     return this.#active;
+  }
+
+  /**
+   * Marks viewer rows inactive for users no live node has (a killed node never closed its sockets). The monitoring
+   * query `SELECT COUNT(*) FROM live_chat_viewers WHERE is_active = true` then heals within this interval.
+   */
+  async reconcileViewers(): Promise<number> {
+    const active = this.#active;
+    if (!active) return 0;
+    const sessionId = active.record.id;
+    const [connected, rows] = await Promise.all([
+      this.#presence.members(sessionId),
+      this.#deps.store.activeViewerIds(sessionId),
+    ]).catch(() => [null, []] as const);
+    if (!connected) return 0;
+    const at = this.#deps.clock.now();
+    let fixed = 0;
+    for (const userId of rows) {
+      if (connected.has(userId)) continue;
+      this.#queue.viewer({ sessionId, userId, active: false, at });
+      fixed++;
+    }
+    return fixed;
   }
 
   viewerCount(sessionId: number): number {

@@ -13,6 +13,8 @@ export interface Presence {
   onCount(listener: (sessionId: number, count: number) => void): void;
   /** Another node's viewers changed: count again soon. */
   recount(sessionId: number): void;
+  /** Every user connected to the session on a live node, or null when that cannot be known right now. */
+  members(sessionId: number): Promise<Set<string> | null>;
   close(): Promise<void>;
 }
 
@@ -46,6 +48,10 @@ export class LocalPresence implements Presence {
   }
 
   recount(): void {}
+
+  async members(sessionId: number): Promise<Set<string>> {
+    return new Set(this.local.users(sessionId));
+  }
 
   async close(): Promise<void> {}
 }
@@ -141,6 +147,18 @@ export class RedisPresence implements Presence {
     }, 50);
     t.unref();
     this.#pending.set(sessionId, t);
+  }
+
+  async members(sessionId: number): Promise<Set<string> | null> {
+    if (this.redis.status !== 'ready') return null;
+    try {
+      const nodes = await this.#liveNodes(sessionId);
+      if (nodes.length === 0) return new Set();
+      const users = await this.redis.sunion(...nodes.map((node) => this.#setKey(sessionId, node)));
+      return new Set([...users, ...this.local.users(sessionId)]);
+    } catch {
+      return null;
+    }
   }
 
   async close(): Promise<void> {

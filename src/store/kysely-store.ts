@@ -735,6 +735,16 @@ export class KyselyChatStore implements ChatStore {
     return rows.map((r) => r.user_id);
   }
 
+  async activeViewerIds(sessionId: number): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('live_chat_viewers')
+      .select('user_id')
+      .where('session_id', '=', sessionId)
+      .where('is_active', '=', this.#bool(true))
+      .execute();
+    return rows.map((r) => r.user_id);
+  }
+
   async resetViewers(): Promise<void> {
     const now = iso(Date.now());
     await this.db

@@ -154,4 +154,6 @@ export interface ChatStore {
 
   /** Marks every viewer row inactive (a single node at start-up: nobody is connected yet). */
   resetViewers(): Promise<void>;
+  /** Users whose viewer row for the session is active. */
+  activeViewerIds(sessionId: number): Promise<string[]>;
 }

@@ -130,6 +130,35 @@ describe.skipIf(!ready)('several nodes with Redis', () => {
     }
   });
 
+  it('[SPEC §8] viewer rows left active by a node that died are healed by the others', async () => {
+    const [a, b] = await startNodes(2);
+    const live = await a!.token('still-here');
+    const sessionId = await a!.sessionId(live);
+    const client = await b!.connect(sessionId, live);
+    const sql = new pg.Client({ connectionString: db.url });
+    await sql.connect();
+    try {
+      // What a killed node leaves behind: an active row for a user no node has.
+      await sql.query(
+        `INSERT INTO live_chat_viewers (session_id, user_id, is_active, first_seen_at, last_seen_at)
+         VALUES ($1, 'ghost', true, now(), now())
+         ON CONFLICT (session_id, user_id) DO UPDATE SET is_active = true`,
+        [sessionId],
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await a!.server.service.reconcileViewers()).toBe(1);
+      await a!.server.service.drain();
+      const rows = await sql.query(
+        'SELECT user_id FROM live_chat_viewers WHERE session_id = $1 AND is_active = true ORDER BY user_id',
+        [sessionId],
+      );
+      expect(rows.rows.map((r) => r.user_id)).toEqual([a!.userId(live)]);
+    } finally {
+      await sql.end();
+      client.close();
+    }
+  });
+
   it('[SPEC §6] the 11th message in a minute is refused whichever node it goes to; nothing of it is stored', async () => {
     const servers = await startNodes(3);
     const token = await servers[0]!.token('limited');
