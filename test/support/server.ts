@@ -13,6 +13,10 @@ export interface TestServerOptions {
   env?: Record<string, string>;
   /** A manual clock (tests move time); default: the system clock. */
   clock?: ManualClock;
+  /** Listen on this port (e.g. to restart a server where its clients expect it); default: any free port. */
+  port?: number;
+  /** Use this directory (database, dev signing key) and leave it in place on close; default: a fresh temp dir. */
+  dataDir?: string;
 }
 
 export interface TestServer {
@@ -41,10 +45,11 @@ export interface TestServer {
 
 /** A real draw-chat server on an ephemeral port, SQLite in a temp dir unless `env.DATABASE_URL` says otherwise. */
 export async function startServer(options: TestServerOptions = {}): Promise<TestServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'drawchat-'));
+  const ownDir = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'drawchat-'));
   const env = {
     DATABASE_URL: `sqlite:${join(dataDir, 'chat.db')}`,
-    PORT: '0',
+    PORT: String(options.port ?? 0),
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
     ...options.env,
@@ -113,7 +118,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     async close() {
       for (const c of clients) c.terminate();
       await server.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (ownDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
   return api;

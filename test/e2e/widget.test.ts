@@ -1,0 +1,358 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/domain/clock.js';
+import { WEB_DIST } from '../../src/http/routes/page.js';
+import { startServer, type TestServer } from '../support/server.js';
+
+// The React widget in real Chromium (Debian's package, driven by playwright-core) against real servers.
+// Locators use the accessible names SPEC §1 fixes, as the acceptance tests do.
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+const ci = process.env.CI === 'true';
+
+// A browser per suite and pages that load a real bundle: slow on a busy CI box, hence the longer budget.
+describe.skipIf(!haveChromium && !ci)('the chat widget in Chromium', { timeout: 90_000 }, () => {
+  let browser: Browser;
+  const servers = new Set<TestServer>();
+  const contexts = new Set<BrowserContext>();
+
+  beforeAll(async () => {
+    if (!haveChromium)
+      throw new Error(`Chromium is missing at ${CHROMIUM} (apt-get install chromium); CI needs it`);
+    if (!existsSync(join(WEB_DIST, 'index.html')))
+      throw new Error('The widget is not built: run npm run build:web');
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+  });
+  afterEach(async () => {
+    for (const c of contexts) await c.close();
+    contexts.clear();
+    for (const s of servers) await s.close();
+    servers.clear();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  async function server(
+    env: Record<string, string> = {},
+    options: { port?: number; dataDir?: string; clock?: ManualClock } = {},
+  ) {
+    const t = await startServer({
+      env: { LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '1000', ...env },
+      ...options,
+    });
+    servers.add(t);
+    return t;
+  }
+
+  async function viewer(
+    url: string,
+    name: string,
+    options: { host?: boolean; reducedMotion?: 'reduce' | 'no-preference'; join?: 'enter' | 'click' } = {},
+  ) {
+    const context = await browser.newContext({
+      viewport: { width: 1280, height: 800 },
+      reducedMotion: options.reducedMotion ?? 'no-preference',
+    });
+    contexts.add(context);
+    const page = await context.newPage();
+    const dialogs: string[] = [];
+    page.on('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      void dialog.dismiss();
+    });
+    await page.goto(url);
+    await page.getByLabel('Display name').fill(name);
+    if (options.host) await page.getByLabel('Join as host').check();
+    if (options.join === 'click') await page.getByRole('button', { name: 'Join' }).click();
+    else await page.getByLabel('Display name').press('Enter');
+    return { page, dialogs };
+  }
+
+  const input = (page: Page) => page.getByRole('textbox', { name: 'Message' });
+  const items = (page: Page) => page.getByRole('list', { name: 'Chat messages' }).getByRole('listitem');
+  const item = (page: Page, text: string) => items(page).filter({ hasText: text });
+  const text = (page: Page, label: string) => page.getByLabel(label, { exact: true }).textContent();
+  const poll = <T>(fn: () => Promise<T> | T) => expect.poll(fn, { timeout: 10_000, interval: 50 });
+
+  async function say(page: Page, message: string, how: 'enter' | 'click' = 'enter') {
+    await input(page).fill(message);
+    if (how === 'enter') await input(page).press('Enter');
+    else await page.getByRole('button', { name: 'Send' }).click();
+  }
+
+  it('[SPEC §1] two viewers see each other’s messages, hearts, message likes and the viewer count', async () => {
+    const t = await server();
+    const alice = await viewer(t.url, 'alice');
+    const bob = await viewer(t.url, 'bob', { host: true, join: 'click', reducedMotion: 'reduce' });
+
+    await poll(() => text(alice.page, 'Viewers')).toBe('2');
+    await poll(() => text(bob.page, 'Viewers')).toBe('2');
+
+    // Enter sends, and the input keeps the focus; the Send button sends too.
+    await say(alice.page, 'Hello from Alice');
+    await poll(() => item(bob.page, 'Hello from Alice').count()).toBe(1);
+    expect(await input(alice.page).inputValue()).toBe('');
+    expect(
+      await alice.page.evaluate(() => (globalThis as any).document.activeElement?.getAttribute('aria-label')),
+    ).toBe('Message');
+    await say(bob.page, 'Hi Alice, good luck!', 'click');
+    await poll(() => item(alice.page, 'Hi Alice, good luck!').count()).toBe(1);
+    expect(await item(alice.page, 'Hi Alice, good luck!').textContent()).toContain('HOST');
+    expect(await item(alice.page, 'Hello from Alice').textContent()).not.toContain('HOST');
+
+    // The session heart counts for everyone.
+    const likesBefore = Number(await text(alice.page, 'Likes'));
+    await alice.page.getByRole('button', { name: 'Like the draw' }).click();
+    await poll(() => text(alice.page, 'Likes')).toBe(String(likesBefore + 1));
+    await poll(() => text(bob.page, 'Likes')).toBe(String(likesBefore + 1));
+    // Floating hearts, and no movement for the viewer who asked for reduced motion.
+    await poll(() => alice.page.locator('.dc-heart').count()).toBeGreaterThan(0);
+    await bob.page.getByRole('button', { name: 'Like the draw' }).click();
+    await poll(() => text(alice.page, 'Likes')).toBe(String(likesBefore + 2));
+    const bobHeart = bob.page.locator('.dc-heart').first();
+    if ((await bobHeart.count()) > 0) {
+      expect(await bobHeart.evaluate((el) => (globalThis as any).getComputedStyle(el).animationName)).toBe(
+        'dc-fade',
+      );
+    }
+
+    // A message like: the count in both, pressed for the liker only; a second click takes it back.
+    const bobsLike = item(bob.page, 'Hello from Alice').getByRole('button', { name: 'Like message' });
+    const alicesView = item(alice.page, 'Hello from Alice').getByRole('button', { name: 'Like message' });
+    expect(await bobsLike.textContent()).toBe('0');
+    await bobsLike.click();
+    await poll(() => bobsLike.getAttribute('aria-pressed')).toBe('true');
+    await poll(() => alicesView.textContent()).toBe('1');
+    await poll(() => bobsLike.textContent()).toBe('1');
+    expect(await alicesView.getAttribute('aria-pressed')).toBe('false');
+    await bobsLike.click();
+    await poll(() => alicesView.textContent()).toBe('0');
+    expect(await bobsLike.getAttribute('aria-pressed')).toBe('false');
+
+    // Text only: markup in a message stays characters, and nothing runs.
+    const xss = '<img src=x onerror=alert(1)>';
+    await say(alice.page, xss);
+    await poll(() => item(bob.page, xss).count()).toBe(1);
+    expect(await item(bob.page, xss).locator('p').textContent()).toBe(xss);
+    expect(await bob.page.locator('.dc-list img[src="x"]').count()).toBe(0);
+    await bob.page.waitForTimeout(300);
+    expect([...alice.dialogs, ...bob.dialogs]).toEqual([]);
+
+    // New messages are announced politely to screen readers.
+    await poll(() => bob.page.locator('[aria-live="polite"]').allTextContents()).toContainEqual(
+      expect.stringContaining('alice:'),
+    );
+  });
+
+  it('sticks to the bottom; scrolled up, a pill counts the new messages and brings them into view', async () => {
+    const t = await server();
+    const { page } = await viewer(t.url, 'gina');
+    const hank = await t.token('hank');
+    const post = (message: string) =>
+      t.request('POST', '/live-chat/messages', { token: hank, body: { message } });
+    for (let i = 0; i < 30; i++) await post(`filler ${i}`);
+    await poll(() => item(page, 'filler 29').isVisible()).toBe(true);
+    const scroller = page.locator('.dc-scroll');
+    const gap = () => scroller.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight);
+    expect(await gap()).toBeLessThan(5);
+    await scroller.evaluate((el) => el.scrollTo({ top: 0 }));
+    await post('while reading 1');
+    await post('while reading 2');
+    const pill = page.getByRole('button', { name: '2 new messages' });
+    await poll(() => pill.count()).toBe(1);
+    expect(await scroller.evaluate((el) => el.scrollTop)).toBeLessThan(50);
+    await pill.click();
+    await poll(() => pill.count()).toBe(0);
+    await poll(gap).toBeLessThan(5);
+  });
+
+  it('[SPEC §6] the rate limit shows inline, with the seconds to wait', async () => {
+    const t = await server({ LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '2' });
+    const { page } = await viewer(t.url, 'carol');
+    await say(page, 'one');
+    await poll(() => item(page, 'one').count()).toBe(1);
+    await say(page, 'two');
+    await poll(() => item(page, 'two').count()).toBe(1);
+    await say(page, 'three');
+    const alert = page.getByRole('alert').filter({ hasText: /try again in \d+ s/i });
+    await poll(() => alert.count()).toBe(1);
+    expect(await alert.textContent()).toMatch(/Try again in (5\d|60) s/);
+    // The refused message stays, marked, with a way to retry it.
+    expect(await item(page, 'three').textContent()).toMatch(/Not sent/);
+    expect(await item(page, 'three').getByRole('button', { name: 'Retry' }).count()).toBe(1);
+  });
+
+  it('[SPEC §1, §3] outside the window: "chat opens at …" with a countdown, on a phone too', async () => {
+    const draw = new Date(Date.now() + 3 * 3600_000).toISOString();
+    const t = await server({ DRAW_TIMES: draw });
+    const { page } = await viewer(t.url, 'dave');
+    await poll(() => page.getByText(/chat opens at/i).count()).toBe(1);
+    const timer = page.getByRole('timer', { name: 'Time until the chat opens' });
+    const first = await timer.textContent();
+    expect(first).toMatch(/^1:59:\d\d$|^2:00:00$/);
+    await page.waitForTimeout(2100);
+    expect(await timer.textContent()).not.toBe(first);
+    expect(await input(page).count()).toBe(0);
+
+    // Phone width: the chat sits below the draw panel.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const drawBox = await page.locator('.dc-draw').boundingBox();
+    const chatBox = await page.locator('.dc-chat').boundingBox();
+    expect(chatBox!.y).toBeGreaterThanOrEqual(drawBox!.y + drawBox!.height);
+  });
+
+  it('[SPEC §3] chat_closed at the end of the window: read-only, and the messages stay', async () => {
+    const clock = new ManualClock(Date.now());
+    const draw = Date.now() + 30 * 60_000;
+    const t = await server({ DRAW_TIMES: new Date(draw).toISOString() }, { clock });
+    const { page } = await viewer(t.url, 'jill');
+    await say(page, 'see you next week');
+    await poll(() => item(page, 'see you next week').textContent()).not.toMatch(/Sending/);
+    clock.set(draw + 61 * 60_000);
+    await poll(() => input(page).count()).toBe(0);
+    await poll(() => page.getByText('Chat closed').count()).toBe(1);
+    expect(await item(page, 'see you next week').count()).toBe(1);
+    expect(await page.getByRole('button', { name: 'Like message' }).first().isDisabled()).toBe(true);
+  });
+
+  it('[SPEC §6] a dropped connection recovers and shows the messages sent meanwhile exactly once', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'drawchat-widget-'));
+    try {
+      const first = await server({}, { dataDir });
+      const port = Number(new URL(first.url).port);
+      const { page } = await viewer(first.url, 'erin');
+      await say(page, 'before the restart');
+      await poll(() => item(page, 'before the restart').count()).toBe(1);
+
+      await first.close();
+      servers.delete(first);
+      await poll(() =>
+        page
+          .getByText(/reconnecting…/i)
+          .first()
+          .isVisible(),
+      ).toBe(true);
+
+      const second = await server({}, { dataDir, port });
+      const frank = await second.token('frank');
+      for (const message of ['sent while erin was away 1', 'sent while erin was away 2']) {
+        const res = await second.request('POST', '/live-chat/messages', { token: frank, body: { message } });
+        expect(res.status).toBe(201);
+      }
+      await poll(() => item(page, 'sent while erin was away 2').count()).toBe(1);
+      await poll(() => page.getByText(/reconnecting…/i).count()).toBe(0);
+      expect(await item(page, 'sent while erin was away 1').count()).toBe(1);
+      expect(await item(page, 'before the restart').count()).toBe(1);
+      const texts = await items(page).allTextContents();
+      expect(texts.filter((x) => x.includes('sent while erin was away')).length).toBe(2);
+
+      // Live again: a new message goes through.
+      await say(page, 'back again');
+      // Confirmed (not only shown as pending), once.
+      await poll(() => item(page, 'back again').textContent()).not.toMatch(/Sending|Not sent/);
+      expect(await item(page, 'back again').count()).toBe(1);
+    } finally {
+      for (const c of contexts) await c.close();
+      contexts.clear();
+      for (const s of servers) await s.close();
+      servers.clear();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('embeds in a draw platform’s page on another origin: <draw-chat> and mountLiveChat', async () => {
+    // Another origin (another port). Chromium asks before a page reaches a loopback address (Local Network
+    // Access), which a real platform and a real chat server on public addresses never meet: granted here.
+    const platform = 'http://localhost:4173';
+    const t = await server({ CORS_ORIGINS: platform });
+    const ivy = await t.token('ivy');
+    const context = await browser.newContext({
+      viewport: { width: 1280, height: 800 },
+      permissions: ['local-network-access'],
+    });
+    contexts.add(context);
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => process.env.TEST_LOGS && console.log('console', m.type(), m.text()));
+    // The platform's own page, as docs/EMBEDDING.md shows it.
+    await page.route(`${platform}/**`, (route) =>
+      route.fulfill({
+        contentType: 'text/html',
+        body: `<!doctype html><html><body>
+          <div id="chat" style="height:480px"></div>
+          <draw-chat id="element" base-url="${t.url}" style="display:block;height:480px"></draw-chat>
+          <script type="module">
+            import { mountLiveChat } from '${t.url}/embed/draw-chat.js';
+            const getToken = async () => ${JSON.stringify(ivy)};
+            mountLiveChat(document.getElementById('chat'), { baseUrl: '${t.url}', getToken });
+            document.getElementById('element').getToken = getToken;
+          </script>
+        </body></html>`,
+      }),
+    );
+    await page.goto(`${platform}/draw/42`);
+    const lists = page.getByRole('list', { name: 'Chat messages' });
+    await poll(() => lists.count()).toBe(2);
+    // Both widgets are ivy's: one viewer (the server counts people, not sockets).
+    await poll(() => page.getByLabel('Viewers', { exact: true }).first().textContent()).toBe('1');
+    expect(await page.getByLabel('Viewers', { exact: true }).count()).toBe(2);
+    const inShadow = page.locator('#element').getByRole('textbox', { name: 'Message' });
+    await inShadow.fill('hello from the platform');
+    await inShadow.press('Enter');
+    await poll(() =>
+      page.locator('#chat').getByRole('listitem').filter({ hasText: 'hello from the platform' }).count(),
+    ).toBe(1);
+    expect(errors).toEqual([]);
+  });
+});
+
+// The page and its files, over plain HTTP.
+describe('serving the widget', () => {
+  it('GET / is the built page with the auth mode, not cached; hashed assets are immutable', async () => {
+    if (!existsSync(join(WEB_DIST, 'index.html')))
+      throw new Error('The widget is not built: run npm run build:web');
+    const t = await startServer();
+    try {
+      const page = await fetch(`${t.url}/`);
+      const html = await page.text();
+      expect(page.headers.get('cache-control')).toBe('no-cache');
+      expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+      expect(html).toContain('<meta name="draw-chat-auth" content="dev">');
+      const asset = html.match(/src="(\/assets\/[^"]+\.js)"/)?.[1];
+      expect(asset).toBeDefined();
+      const js = await fetch(t.url + asset);
+      expect(js.status).toBe(200);
+      expect(js.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+      expect(js.headers.get('content-type')).toMatch(/javascript/);
+      await js.arrayBuffer();
+      const embed = await fetch(`${t.url}/embed/draw-chat.js`);
+      expect(embed.status).toBe(200);
+      expect(embed.headers.get('access-control-allow-origin')).toBe('*');
+      await embed.arrayBuffer();
+      // Other paths keep their JSON answers. (Bodies are read: an unread one holds its connection open.)
+      const missing = await fetch(`${t.url}/nope`);
+      expect(missing.status).toBe(404);
+      expect(await missing.json()).toMatchObject({ error: { code: 'not_found' } });
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -1,0 +1,122 @@
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
+import type { ChatItem, ChatSnapshot } from '../../../src/client/index.js';
+import { ArrowDownIcon } from './icons.js';
+import { MessageRow, PendingRow } from './MessageRow.js';
+
+/** How close to the bottom (px) still counts as "at the bottom". */
+const STICKY_PX = 48;
+
+interface Props {
+  snap: ChatSnapshot;
+  now: number;
+  empty: React.ReactNode;
+  onToggleLike: (item: ChatItem) => void;
+  onRetry: (clientMsgId: string) => void;
+  onDiscard: (clientMsgId: string) => void;
+  /** Bumped when the viewer sends: always scroll down to their own message. */
+  sentTick: number;
+}
+
+/**
+ * The message list. It sticks to the bottom as messages arrive, unless the viewer scrolled up to read; then a
+ * "new messages" pill counts what arrived below and brings them back down.
+ */
+export function MessageList({ snap, now, empty, onToggleLike, onRetry, onDiscard, sentTick }: Props) {
+  const scroller = useRef<HTMLElement>(null);
+  const atBottom = useRef(true);
+  const [unseen, setUnseen] = useState(0);
+  const lastId = useRef(0);
+  const messages = snap.messages;
+  const canLike = snap.state === 'open';
+  const you = snap.you;
+
+  const scrollToBottom = useCallback((smooth: boolean) => {
+    const el = scroller.current;
+    if (!el) return;
+    el.scrollTo({ top: el.scrollHeight, behavior: smooth ? 'smooth' : 'auto' });
+    atBottom.current = true;
+    setUnseen(0);
+  }, []);
+
+  const onScroll = useCallback(() => {
+    const el = scroller.current;
+    if (!el) return;
+    atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight <= STICKY_PX;
+    if (atBottom.current) setUnseen(0);
+  }, []);
+
+  // Before paint: keep the bottom in view, or count what arrived while the viewer reads further up.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: a new pending message also has to stay in view
+  useLayoutEffect(() => {
+    const newest = messages.at(-1)?.id ?? 0;
+    const arrived = lastId.current === 0 ? 0 : messages.filter((m) => m.id > lastId.current).length;
+    lastId.current = Math.max(lastId.current, newest);
+    if (atBottom.current) {
+      const el = scroller.current;
+      if (el) el.scrollTop = el.scrollHeight;
+    } else if (arrived > 0) {
+      setUnseen((n) => n + arrived);
+    }
+  }, [messages, snap.pending]);
+
+  useLayoutEffect(() => {
+    if (sentTick > 0) scrollToBottom(false);
+  }, [sentTick, scrollToBottom]);
+
+  // The list area changes size (mobile keyboard, banners): stay at the bottom if we were there.
+  useEffect(() => {
+    const el = scroller.current;
+    if (!el || typeof ResizeObserver === 'undefined') return;
+    const observer = new ResizeObserver(() => {
+      if (atBottom.current) el.scrollTop = el.scrollHeight;
+    });
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, []);
+
+  const nothing = messages.length === 0 && snap.pending.length === 0;
+  return (
+    <div className="dc-list-wrap">
+      <section
+        className="dc-scroll"
+        ref={scroller}
+        onScroll={onScroll}
+        // biome-ignore lint/a11y/noNoninteractiveTabindex: a scrollable region must be reachable by keyboard (WCAG 2.1.1)
+        tabIndex={0}
+        aria-label="Message history"
+      >
+        {nothing && empty}
+        {/* role="list" again: Safari drops list semantics from lists without bullets. */}
+        {/* biome-ignore lint/a11y/noRedundantRoles: see above */}
+        <ul className="dc-list" role="list" aria-label="Chat messages">
+          {messages.map((item) => (
+            <MessageRow
+              key={item.id}
+              item={item}
+              mine={item.user_id === you?.user_id}
+              canLike={canLike}
+              onToggleLike={onToggleLike}
+            />
+          ))}
+          {you &&
+            snap.pending.map((p) => (
+              <PendingRow
+                key={p.client_msg_id}
+                pending={p}
+                you={you}
+                now={now}
+                onRetry={onRetry}
+                onDiscard={onDiscard}
+              />
+            ))}
+        </ul>
+      </section>
+      {unseen > 0 && (
+        <button type="button" className="dc-pill" onClick={() => scrollToBottom(true)}>
+          <ArrowDownIcon />
+          {unseen === 1 ? '1 new message' : `${unseen} new messages`}
+        </button>
+      )}
+    </div>
+  );
+}
