@@ -168,7 +168,10 @@ export class ChatService {
       onError: (err) => deps.log.warn({ err }, 'reading a gap from the database failed; retrying'),
     });
     deps.bus.subscribe((events) => this.#onBus(events));
-    deps.bus.onReconnect(() => void this.#sequencer.catchUpAll());
+    deps.bus.onReconnect(() => {
+      void this.#sequencer.catchUpAll();
+      void this.resyncState();
+    });
   }
 
   get settings(): Settings {
@@ -194,7 +197,10 @@ export class ChatService {
       // Redis pub/sub is a doorbell: a lost publish with nothing after it shows no gap, so look now and then.
       this.#poller = setInterval(() => void this.#sequencer.catchUpAll(), SAFETY_POLL_MS);
       this.#poller.unref();
-      this.#reconciler = setInterval(() => void this.reconcileViewers(), VIEWER_RECONCILE_MS);
+      this.#reconciler = setInterval(() => {
+        void this.reconcileViewers();
+        void this.resyncState();
+      }, VIEWER_RECONCILE_MS);
       this.#reconciler.unref();
     }
     await this.refresh();
@@ -331,6 +337,57 @@ export class ChatService {
       fixed++;
     }
     return fixed;
+  }
+
+  /**
+   * Re-reads what other nodes may have changed while their publishes were lost (Redis away): winners, deletions,
+   * like counts and hearts of the active session. Messages themselves are caught up by the sequencer.
+   */
+  async resyncState(): Promise<void> {
+    const active = this.#active;
+    if (!active) return;
+    const id = active.record.id;
+    const { store } = this.#deps;
+    let winners: string[];
+    let page: Awaited<ReturnType<ChatStore['listMessages']>>;
+    let record: SessionRecord | undefined;
+    try {
+      [winners, page, record] = await Promise.all([
+        store.getWinners(id),
+        store.listMessages(id, { limit: RECENT_LIMIT }),
+        store.getSession(id),
+      ]);
+    } catch (err) {
+      this.#deps.log.debug({ err }, 'state resync failed; next time');
+      return;
+    }
+    if (this.#active !== active) return;
+    const nextWinners = new Set(winners);
+    if (nextWinners.size !== active.winners.size || winners.some((w) => !active.winners.has(w))) {
+      active.winners = nextWinners;
+      this.hub.publish(id, { type: 'winner_update', session_id: id, user_ids: winners });
+    }
+    const inDb = new Map(page.messages.map((m) => [m.id, m]));
+    const oldest = page.hasMore ? (page.messages[0]?.id ?? Number.POSITIVE_INFINITY) : 0;
+    const newest = page.messages.at(-1)?.id ?? 0;
+    const kept: StoredMessage[] = [];
+    for (const m of active.recent) {
+      const stored = inDb.get(m.id);
+      if (!stored && m.id >= oldest && m.id <= newest) {
+        this.hub.publish(id, { type: 'message_deleted', session_id: id, message_id: m.id });
+        continue;
+      }
+      if (stored && stored.likes !== m.likes) {
+        m.likes = stored.likes;
+        this.hub.setMessageLikes(id, m.id, m.likes);
+      }
+      kept.push(m);
+    }
+    active.recent = kept;
+    if (record && record.totalLikes > active.totalLikes) {
+      active.totalLikes = record.totalLikes;
+      this.hub.setTotalLikes(id, record.totalLikes);
+    }
   }
 
   viewerCount(sessionId: number): number {

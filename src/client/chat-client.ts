@@ -435,7 +435,13 @@ export class ChatClient {
         this.#halt('forbidden', reason || 'You are not allowed to join this chat.');
         return;
       case CloseCode.POLICY:
-        this.#halt('forbidden', 'This page’s origin is not allowed to connect (CORS_ORIGINS).');
+        // 1008 is a bad Origin, or a client the server judged abusive (floods): retrying would not help.
+        this.#halt(
+          'forbidden',
+          reason === 'origin not allowed' || reason === ''
+            ? 'This page’s origin is not allowed to connect (CORS_ORIGINS).'
+            : `The server closed the connection: ${reason}.`,
+        );
         return;
       default:
         this.#scheduleReconnect();

@@ -90,7 +90,7 @@ export class Metrics {
     });
     this.redisUp = new client.Gauge({
       name: 'drawchat_redis_up',
-      help: '1 while Redis is reachable (0 when configured and away; absent without REDIS_URL)',
+      help: '1 while Redis is reachable; 0 when it is away, and always 0 without REDIS_URL',
       registers,
     });
     this.redisFallbacks = new client.Counter({

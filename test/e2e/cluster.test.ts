@@ -247,13 +247,34 @@ describe.skipIf(!ready)('several nodes with Redis', () => {
       const ready = await servers[0]!.request('GET', '/readyz');
       expect(ready.status).toBe(200);
       expect(ready.body.status).toBe('degraded');
+      // Changes on node 2 whose publishes are lost: node 1 must still learn them.
+      const host = await servers[0]!.token('the-host', { roles: ['host'] });
+      // The last message node 1 committed itself: its own viewers have it.
+      const doomed = acked[acked.length - 2]!;
+      await clients[0]!.next('new_message', (e) => e.message.id === doomed, 5000);
+      expect(
+        (await servers[1]!.request('DELETE', `/live-chat/messages/${doomed}`, { token: host })).status,
+      ).toBe(200);
+      acked.splice(acked.length - 2, 1);
+      const winner = servers[0]!.userId(tokens[0]!);
+      const crowned = await servers[1]!.request('POST', `/live-chat/sessions/${sessionId}/winners`, {
+        token: host,
+        body: { user_ids: [winner] },
+      });
+      expect(crowned.status).toBe(200);
       await redis.start();
       await send(5);
+      await clients[0]!.next('message_deleted', (e) => e.message_id === doomed, 10_000);
+      await clients[0]!.next('winner_update', (e) => e.user_ids.includes(winner), 10_000);
+      const fresh = await servers[0]!.connect(sessionId, tokens[0]!);
+      expect(fresh.init!.messages.some((m: any) => m.id === doomed)).toBe(false);
+      expect(fresh.init!.you.is_winner).toBe(true);
       const expected = sorted(acked);
       for (const c of clients) {
         await c.collect('new_message', () => expected.every((id) => seen(c).includes(id)), 15_000);
         expect(seen(c).filter((id) => expected.includes(id))).toEqual(expected);
       }
+      fresh.close();
     } finally {
       await redis.kill();
     }

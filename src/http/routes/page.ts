@@ -20,7 +20,7 @@ const CSP = [
   "default-src 'self'",
   "script-src 'self'",
   "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' https: data:",
+  "img-src 'self' https: http: data:",
   "connect-src 'self'",
   "base-uri 'none'",
   "form-action 'self'",
