@@ -6,7 +6,7 @@ import { type Clock, systemClock } from './domain/clock.js';
 import { DrawSchedule } from './domain/schedule.js';
 import { buildApp } from './http/app.js';
 import { type DevKeys, loadOrCreateDevKeys } from './http/auth/dev-auth.js';
-import { createTokenVerifier, type TokenVerifier } from './http/auth/verifier.js';
+import { createTokenVerifier, type TokenVerifier, type TokenVerifierOptions } from './http/auth/verifier.js';
 import { redactUrl } from './http/redact.js';
 import { Metrics } from './observability/metrics.js';
 import { type Bus, LocalBus } from './realtime/bus.js';
@@ -19,6 +19,13 @@ export interface ServerOptions {
   logger?: Logger;
   /** Skip process metrics (several servers in one test process). */
   processMetrics?: boolean;
+  /**
+   * JWKS timings (cooldown between key fetches, key cache age, fetch timeout). Production uses the defaults of
+   * src/http/auth/verifier.ts; tests shorten them to see a JWKS outage and its recovery within seconds.
+   */
+  auth?: Pick<TokenVerifierOptions, 'jwksCooldownMs' | 'jwksCacheMaxAgeMs' | 'fetchTimeoutMs'>;
+  /** WebSocket heartbeat period, ms (default 30 s); tests shorten it to see half-open sockets removed. */
+  heartbeatMs?: number;
 }
 
 export interface DrawChatServer {
@@ -69,7 +76,7 @@ export async function createServer(settings: Settings, options: ServerOptions = 
         'dev auth mode: this server signs its own tokens (POST /live-chat/dev/token). Set AUTH_JWKS_URL or DESCOPE_PROJECT_ID for real users.',
       );
     }
-    verifier = createTokenVerifier(settings, { clock, devKeys });
+    verifier = createTokenVerifier(settings, { ...options.auth, clock, devKeys });
     const metrics = new Metrics({ collectDefault: options.processMetrics !== false });
     const schedule = new DrawSchedule({
       cron: settings.drawSchedule,
@@ -105,6 +112,7 @@ export async function createServer(settings: Settings, options: ServerOptions = 
       devKeys,
       logger,
       redisStatus: cluster ? () => cluster.status() : undefined,
+      heartbeatMs: options.heartbeatMs,
     });
     const ownedBus = bus;
     const ownedVerifier = verifier;

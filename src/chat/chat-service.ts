@@ -634,6 +634,12 @@ export class ChatService {
     if (since !== undefined && resume.epoch !== undefined && resume.epoch !== this.#epoch)
       resync = 'epoch_changed';
     let messages: StoredMessage[] | undefined;
+    // A node that has not heard of the client's newest messages yet (their publish is late or lost) reads them
+    // from the database first: otherwise it would replay them later as live messages, at or before `since`
+    // (issue 6: found by test/hardening/faults.test.ts H-FAULT-14).
+    if (since !== undefined && !resync && this.#deps.bus.shared && since > (session.recent.at(-1)?.id ?? 0)) {
+      await this.#sequencer.catchUp(sessionId);
+    }
     const recent = session.recent;
     if (since !== undefined && !resync) {
       const newest = recent.at(-1)?.id ?? 0;

@@ -32,7 +32,10 @@ async function main(): Promise<void> {
   }
   const count = Number(values.nodes);
   if (!Number.isInteger(count) || count < 1 || count > 64) throw new SettingsError('--nodes must be 1 to 64');
-  const env: NodeJS.ProcessEnv = { ...process.env, REDIS_URL: process.env.REDIS_URL || 'redis://127.0.0.1:6379' };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    REDIS_URL: process.env.REDIS_URL || 'redis://127.0.0.1:6379',
+  };
   const settings = loadSettings(env);
   const lbPort = Number(values.port ?? settings.port);
   const basePort = Number(values['base-port'] ?? lbPort + 1);
@@ -82,7 +85,10 @@ async function main(): Promise<void> {
       const conf = template
         .replaceAll('{{PREFIX}}', nginxDir)
         .replaceAll('{{LISTEN}}', `${settings.host}:${lbPort}`)
-        .replaceAll('{{SERVERS}}', upstreams.map((u) => `    server ${u} max_fails=1 fail_timeout=2s;`).join('\n'));
+        .replaceAll(
+          '{{SERVERS}}',
+          upstreams.map((u) => `    server ${u} max_fails=1 fail_timeout=2s;`).join('\n'),
+        );
       writeFileSync(join(nginxDir, 'nginx.conf'), conf);
       nginx = spawn('nginx', ['-p', nginxDir, '-c', join(nginxDir, 'nginx.conf'), '-g', 'daemon off;'], {
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import fastifyCors from '@fastify/cors';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -35,7 +37,14 @@ export interface AppDeps {
   logger: FastifyServerOptions['loggerInstance'];
   /** With REDIS_URL: whether Redis answers (for /readyz). */
   redisStatus?: () => 'ok' | 'unreachable';
+  /** WebSocket heartbeat period, ms (default 30 s; tests shorten it). */
+  heartbeatMs?: number;
 }
+
+/** How often Node looks for HTTP requests over their header or request timeout (its default is 30 s). */
+const TIMEOUT_CHECK_MS = 2_000;
+/** An upgrade request must have become a WebSocket this long after its headers arrived, or its socket goes. */
+const UPGRADE_DEADLINE_MS = 10_000;
 
 /** The Fastify application: routes, auth, OpenAPI, WebSocket. Wiring of its dependencies is in src/server.ts. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -50,6 +59,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 300 },
     return503OnClosing: true,
+    // Slowloris (issue 6): Node checks the timeouts below only every `connectionsCheckingInterval`, 30 s by
+    // default, so a 10 s header timeout could take 40 s to bite. Upgraded WebSockets are not affected.
+    http: { connectionsCheckingInterval: TIMEOUT_CHECK_MS },
   }) as unknown as FastifyInstance;
 
   // Bodies are optional where schemas say so (a bare `POST /live-chat/like`), even with a JSON content type.
@@ -67,6 +79,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Slow clients (slowloris): headers must arrive within 10 s, a whole request within 30 s.
   app.server.headersTimeout = 10_000;
   app.server.requestTimeout = 30_000;
+  // JSON is never to be sniffed as HTML, whatever a message says (hostile text stays text).
+  app.addHook('onSend', async (_request, reply) => {
+    if (!reply.hasHeader('x-content-type-options')) reply.header('x-content-type-options', 'nosniff');
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler((code) => metrics.errors.inc({ code })));
@@ -88,6 +104,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       },
       'request',
     );
+    // An upgrade request answered with plain HTTP (404, 429…) has no HTTP parser left behind it: nothing else
+    // would ever end its connection (see the upgrade deadline below).
+    if (request.raw.headers.upgrade !== undefined && !request.raw.socket.destroyed) request.raw.socket.end();
   });
 
   await app.register(fastifyCors, {
@@ -128,14 +147,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 
+  /** Sockets of upgrade requests not (yet) upgraded, with their deadline timers (see below). */
+  const pendingUpgrades = new Map<Duplex, NodeJS.Timeout>();
+  // `closeTimeout` is a ws 8.23 server option that @types/ws does not list yet, hence the variable (no excess
+  // property check) instead of an inline literal.
+  const wsServerOptions = {
+    maxPayload: settings.maxFrameBytes,
+    // A message may come in pieces, but not in thousands of them (empty continuation frames cost no payload).
+    // Needs ws >= 8.23 (package.json pins ^8.23.0; test/hardening/frames.test.ts checks the installed one).
+    maxFragments: 64,
+    // Received chunks waiting to become a frame, per socket (ws' default is 262 144): a peer dribbling a
+    // 16 KiB frame one byte per TCP segment is closed (1008) instead of parking thousands of tiny buffers.
+    maxBufferedChunks: 4096,
+    // A closing peer that never answers the close frame is dropped after this (ws' default is 30 s).
+    closeTimeout: 5_000,
+    perMessageDeflate: false,
+    clientTracking: true,
+  };
   await app.register(fastifyWebsocket, {
-    options: {
-      maxPayload: settings.maxFrameBytes,
-      // A message may come in pieces, but not in thousands of them (empty continuation frames cost no payload).
-      maxFragments: 64,
-      perMessageDeflate: false,
-      clientTracking: true,
-    },
+    options: wsServerOptions,
     errorHandler: (error, socket, request) => {
       // Peers that vanish mid-frame are routine; anything else is worth a line.
       request.log.debug({ err: error }, 'websocket error');
@@ -145,10 +175,29 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     preClose: async function (this: FastifyInstance) {
       draining = true;
+      for (const socket of pendingUpgrades.keys()) socket.destroy();
       service.hub.closeAll(CloseCode.GOING_AWAY, 'server shutting down');
       for (const ws of this.websocketServer.clients) ws.close(CloseCode.GOING_AWAY, 'server shutting down');
       await new Promise<void>((resolve) => this.websocketServer.close(() => resolve()));
     },
+  });
+
+  // An upgrade request answered with a plain HTTP response (404, 414, 429…) leaves its socket outside Node's
+  // HTTP bookkeeping: no keep-alive or request timeout applies any more, and `server.close()` waits for it
+  // forever. Found by the hardening suite (issue 6, H-AUTH-14/H-FRAME-10): such sockets get
+  // UPGRADE_DEADLINE_MS to become a WebSocket, and are destroyed when the server shuts down.
+  app.server.on('upgrade', (_request: IncomingMessage, socket: Duplex) => {
+    const timer = setTimeout(() => socket.destroy(), UPGRADE_DEADLINE_MS);
+    timer.unref();
+    pendingUpgrades.set(socket, timer);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      pendingUpgrades.delete(socket);
+    });
+  });
+  app.websocketServer.on('connection', (_ws, request: IncomingMessage) => {
+    clearTimeout(pendingUpgrades.get(request.socket));
+    pendingUpgrades.delete(request.socket);
   });
 
   const auth = new Authenticator(deps.verifier, service, settings.adminApiKey, (result, reason) => {
@@ -161,7 +210,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   chatRoutes(app, service, auth);
   adminRoutes(app, service, auth);
   if (deps.devKeys) devRoutes(app, deps.devKeys, deps.clock);
-  wsRoutes(app, { service, auth, settings, metrics, clock: deps.clock, log: app.log });
+  wsRoutes(app, {
+    service,
+    auth,
+    settings,
+    metrics,
+    clock: deps.clock,
+    log: app.log,
+    heartbeatMs: deps.heartbeatMs,
+  });
   await pageRoutes(app, { devAuth: settings.devAuth });
 
   return app;

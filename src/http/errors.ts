@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { ChatError, type ErrorCode, ErrorCodes } from '../protocol/errors.js';
+import { isStoreUnavailable, UNAVAILABLE_RETRY_MS } from '../store/errors.js';
 import { AuthError } from './auth/verifier.js';
 
 /** The JSON body of every HTTP error (SPEC §4). */
@@ -28,6 +29,11 @@ export function errorHandler(onError: (code: ErrorCode) => void) {
     };
     if (err instanceof ChatError) return respond(err.code, err.message, err.retryAfterMs);
     if (err instanceof AuthError) return respond('unauthorized');
+    if (isStoreUnavailable(err)) {
+      // Issue 6: a database outage is a retryable 503, not a 500; one short line, not a stack per request.
+      request.log.warn({ reason: err.message, code: err.code }, 'database unavailable');
+      return respond('unavailable', undefined, UNAVAILABLE_RETRY_MS);
+    }
     if (hasZodFastifySchemaValidationErrors(err)) {
       const first = err.validation[0];
       const where = first?.instancePath ? ` at ${first.instancePath}` : '';

@@ -4,12 +4,39 @@ import type { HubSocket } from '../realtime/socket.js';
 /** How long a closing socket may take to finish the close handshake before it is destroyed. */
 const CLOSE_GRACE_MS = 5_000;
 
+/** At most this many distinct frames are kept encoded at once (a tick rarely has more than a few). */
+const MAX_ENCODED = 256;
+const encoded = new Map<string, Buffer>();
+let clearScheduled = false;
+
+/**
+ * The UTF-8 bytes of a text frame, encoded once per turn of the event loop however many sockets it goes to.
+ * The hub hands the same string to every socket of a room; `ws` would encode it again for each of them (and a
+ * Buffer is written without a copy: server frames are not masked).
+ */
+function utf8(text: string): Buffer {
+  let bytes = encoded.get(text);
+  if (bytes === undefined) {
+    bytes = Buffer.from(text);
+    if (encoded.size >= MAX_ENCODED) encoded.clear();
+    encoded.set(text, bytes);
+    if (!clearScheduled) {
+      clearScheduled = true;
+      setImmediate(() => {
+        clearScheduled = false;
+        encoded.clear();
+      });
+    }
+  }
+  return bytes;
+}
+
 /** Adapts a `ws` socket to the hub's minimal socket; `ws` types stop here. */
 export class WsHubSocket implements HubSocket {
   constructor(private readonly ws: WebSocket) {}
 
   send(data: string): void {
-    this.ws.send(data);
+    this.ws.send(utf8(data), { binary: false });
   }
 
   close(code: number, reason: string): void {

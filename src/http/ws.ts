@@ -15,6 +15,7 @@ import {
 } from '../protocol/messages.js';
 import type { HubConnection } from '../realtime/hub.js';
 import type { ConnectionSlot } from '../realtime/limits.js';
+import { isStoreUnavailable, UNAVAILABLE_RETRY_MS } from '../store/errors.js';
 import type { Authenticator } from './authenticate.js';
 import { sendError } from './errors.js';
 import { WsHubSocket } from './ws-socket.js';
@@ -23,6 +24,11 @@ export const WS_PATH = '/live-chat/ws/:session_id';
 
 /** Frames a client may send before its `init` is out; more than that and it is not a real client. */
 const MAX_EARLY_FRAMES = 64;
+/**
+ * And at most this many bytes of them. Without it 64 frames of LIVE_CHAT_MAX_FRAME_BYTES could park 1 MiB per
+ * socket whose token is still being checked (a slow JWKS), times every socket an address may open (issue 6).
+ */
+const MAX_EARLY_BYTES = 64 * 1024;
 /** Server pings every socket this often; one that has not answered the previous ping is dropped. */
 const HEARTBEAT_MS = 30_000;
 /** setTimeout cannot wait longer than this. */
@@ -45,6 +51,28 @@ export interface WsDeps {
   metrics: Metrics;
   clock: Clock;
   log: Log;
+  /** Heartbeat period (default HEARTBEAT_MS); tests shorten it to see half-open sockets go within seconds. */
+  heartbeatMs?: number;
+}
+
+/**
+ * The key of the per-address handshake cap: the address itself for IPv4, its /64 for IPv6 (one subscriber
+ * usually holds a whole /64, so per-address keys would let one client rotate through 2^64 of them).
+ */
+export function addressKey(ip: string): string {
+  if (!ip.includes(':')) return ip;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1]!;
+  const [head = '', tail = ''] = ip.toLowerCase().split('%')[0]!.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === '' ? [] : tail.split(':');
+  const groups = ip.includes('::')
+    ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right]
+    : left;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
 }
 
 /** Is a handshake's Origin acceptable? No Origin (non-browser clients) is; same origin is; else the allow-list. */
@@ -80,7 +108,7 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
       alive.set(ws, false);
       ws.ping();
     }
-  }, HEARTBEAT_MS);
+  }, deps.heartbeatMs ?? HEARTBEAT_MS);
   heartbeat.unref();
   app.addHook('onClose', async () => clearInterval(heartbeat));
 
@@ -90,7 +118,7 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
       websocket: true,
       // Before the upgrade, so a flood from one address costs a 429, not a socket each.
       onRequest: async (request, reply) => {
-        const decision = handshakes.tryTake(request.ip);
+        const decision = handshakes.tryTake(addressKey(request.ip));
         if (!decision.ok) {
           deps.metrics.errors.inc({ code: 'rate_limited' });
           await sendError(
@@ -124,6 +152,7 @@ class SocketSession {
   #expiresAt = 0;
   #expiryTimer: NodeJS.Timeout | undefined;
   #early: Array<[RawData, boolean]> | undefined = [];
+  #earlyBytes = 0;
   readonly #frames: TokenBucketLimiter;
   readonly #pings: TokenBucketLimiter;
   readonly #refusals: number[] = [];
@@ -150,7 +179,13 @@ class SocketSession {
     // Listeners first, synchronously: frames that arrive during the async checks are kept, not lost.
     this.ws.on('message', (data, isBinary) => {
       if (this.#early) {
-        if (this.#early.length >= MAX_EARLY_FRAMES) return;
+        // Closed rather than silently dropped: a client that got no answer would wait for one forever.
+        this.#earlyBytes += rawLength(data);
+        if (this.#early.length >= MAX_EARLY_FRAMES || this.#earlyBytes > MAX_EARLY_BYTES) {
+          this.#early = [];
+          this.#abuse('too many frames before init');
+          return;
+        }
         this.#early.push([data, isBinary]);
         return;
       }
@@ -234,6 +269,10 @@ class SocketSession {
       messages: init.messages,
       epoch: service.epoch,
     };
+    // Frames queued for the room but not yet written (a commit fanned out in this same turn) go to this
+    // connection's pending list now, where `ready` drops those its `init` already holds; written after `ready`
+    // they would reach it twice (issue 6: found by test/hardening/faults.test.ts H-FAULT-13).
+    service.hub.flushAll();
     service.hub.ready(
       this.#handle,
       init.resync
@@ -304,7 +343,8 @@ class SocketSession {
     extra: { client_msg_id?: string; retry_after_ms?: number } = {},
   ): void {
     this.deps.metrics.errors.inc({ code });
-    if (code !== 'internal_error') this.#refused();
+    // Our failures (internal_error, unavailable during a database outage) never count against the client.
+    if (code !== 'internal_error' && code !== 'unavailable') this.#refused();
     this.#send({ type: 'error', code, message, ...extra });
   }
 
@@ -372,6 +412,14 @@ class SocketSession {
         });
         return;
       }
+      if (isStoreUnavailable(err)) {
+        // Issue 6: the database is away (a restart); the client retries with the same client_msg_id.
+        this.#error('unavailable', 'The database is not reachable right now; retry shortly.', {
+          ...(clientMsgId ? { client_msg_id: clientMsgId } : {}),
+          retry_after_ms: UNAVAILABLE_RETRY_MS,
+        });
+        return;
+      }
       this.deps.log.error({ err, conn: this.id, type: command.data.type }, 'command failed');
       this.#error(
         'internal_error',
@@ -422,6 +470,11 @@ class SocketSession {
         return;
     }
   }
+}
+
+function rawLength(data: RawData): number {
+  if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0);
+  return data instanceof ArrayBuffer ? data.byteLength : data.length;
 }
 
 function clientMsgIdOf(parsed: unknown): { client_msg_id?: string } {

@@ -16,6 +16,9 @@ export const ErrorCodes = {
   rate_limited: { status: 429, message: 'Too many requests; retry later.' },
   too_many_connections: { status: 429, message: 'Too many open connections for this user.' },
   not_ready: { status: 503, message: 'A dependency is not reachable.' },
+  // Issue 6: a write that failed because the database is away (restart, failover, network). Retryable: the answer
+  // carries `retry_after_ms`, and a retry with the same `client_msg_id` can never store the message twice.
+  unavailable: { status: 503, message: 'The database is not reachable right now; retry shortly.' },
   internal_error: { status: 500, message: 'Something went wrong on our side.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -36,6 +36,10 @@ export type StatusResponse = z.infer<typeof StatusResponse>;
 
 const positiveIntString = z.coerce.number().int().positive();
 
+// Issue 6: names and ids that end up in the database and in every viewer's widget. Control characters (NUL above
+// all: PostgreSQL refuses it with an error, SQLite would store it) are refused the same way on both stores.
+const noControl = (s: z.ZodString) => s.regex(/^[^\p{Cc}]*$/u, 'must not contain control characters');
+
 export const HistoryQuery = z.object({
   session_id: positiveIntString.optional(),
   limit: positiveIntString.optional().describe('Page size; values above the history limit are clamped to it'),
@@ -69,13 +73,13 @@ export const MessageLikeResponse = z.object({
 });
 
 export const SessionIdParams = z.object({ session_id: positiveIntString });
-export const WinnersBody = z.object({ user_ids: z.array(z.string().min(1).max(256)).max(1000) });
+export const WinnersBody = z.object({ user_ids: z.array(noControl(z.string().min(1).max(256))).max(1000) });
 export const WinnersResponse = z.object({
   session_id: z.number().int().positive(),
   user_ids: z.array(z.string()),
 });
 
-export const UserIdParams = z.object({ user_id: z.string().min(1).max(256) });
+export const UserIdParams = z.object({ user_id: noControl(z.string().min(1).max(256)) });
 /** An avatar URL: http(s) only (no `javascript:`, `data:` or credentials), at most 2048 characters. */
 export const AvatarUrl = z
   .string()
@@ -90,7 +94,7 @@ export const AvatarUrl = z
   );
 
 export const UserProfileBody = z.object({
-  username: z.string().trim().min(1).max(100).optional(),
+  username: noControl(z.string().trim().min(1).max(100)).optional(),
   profile_pic: AvatarUrl.nullable().optional(),
 });
 export const UserResponse = z.object({
@@ -100,7 +104,7 @@ export const UserResponse = z.object({
 });
 
 export const DevTokenBody = z.object({
-  username: z.string().trim().min(1).max(100),
+  username: noControl(z.string().trim().min(1).max(100)),
   picture: AvatarUrl.optional(),
   roles: z.array(z.string().min(1).max(100)).max(20).optional(),
 });

@@ -31,6 +31,11 @@ interface Room {
   readonly users: Map<string, number>;
   outbox: Frame[];
   flushScheduled: boolean;
+  /** Set while a flush waits for the end of the room's minimum gap between ticks. */
+  flushTimer: NodeJS.Timeout | undefined;
+  /** When the last flush ended (ms, `performance.now()`), and what it cost: the next tick waits in proportion. */
+  lastFlushEnd: number;
+  flushCostMs: number;
   /** Latest values of coalesced counters, sent at most every `countIntervalMs`. */
   totalLikes: number | undefined;
   viewerCount: number | undefined;
@@ -48,6 +53,21 @@ export interface HubOptions {
   maxBufferedBytes?: number;
   /** A connection still initialising may hold this many frames before it is cut off. */
   maxPendingFrames?: number;
+  /**
+   * Ticks of a busy room are spaced by `tickCostFactor` times what the previous tick cost (writing to every
+   * socket of the room), at most `maxTickMs`: a quiet or small room is written at once (end of this turn of the
+   * event loop), a big busy one gathers more events per tick instead of spending the whole loop on writes.
+   */
+  tickCostFactor?: number;
+  maxTickMs?: number;
+  /**
+   * Presence changes may be reported later, netted: a user who leaves and comes back before the departure was
+   * reported (a reconnect) never left, so a reconnect storm writes no viewer rows and moves no count.
+   * Departures wait `leaveDelayMs` (default 1.5 s), arrivals `joinDelayMs` (default 0: at once); 0 reports at
+   * once.
+   */
+  joinDelayMs?: number;
+  leaveDelayMs?: number;
   /** Presence: first connection of a user in a room (`active`), last one gone (`!active`). */
   onPresence?: (sessionId: number, userId: string, active: boolean) => void;
   /** Called once per delivered message with the time from commit to the socket write, in ms. */
@@ -57,9 +77,12 @@ export interface HubOptions {
 }
 
 /**
- * Rooms and fan-out. Events published during one turn of the event loop are serialised once and written to
- * each socket once: one array frame for `batch=1` clients, corked single frames for the others. Counts are
- * state, not events: only the latest value goes out, at most every `countIntervalMs`.
+ * Rooms and fan-out. Events published during one tick of a room are serialised once and written to each socket
+ * once: one array frame for `batch=1` clients, corked single frames for the others (one syscall per socket per
+ * tick either way). A tick ends with the current turn of the event loop, or, in a room whose last tick was
+ * expensive, after a gap proportional to that cost (at most `maxTickMs`): the busier the room, the more events
+ * per frame, so the work per socket stays per tick, not per message. Counts are state, not events: only the
+ * latest value goes out, at most every `countIntervalMs`, with the next tick.
  */
 export class Hub {
   readonly #rooms = new Map<number, Room>();
@@ -67,6 +90,17 @@ export class Hub {
   readonly #countIntervalMs: number;
   readonly #maxBufferedBytes: number;
   readonly #maxPendingFrames: number;
+  readonly #tickCostFactor: number;
+  readonly #maxTickMs: number;
+  readonly #joinDelayMs: number;
+  readonly #leaveDelayMs: number;
+  /** `sessionId\0userId` → the presence change not yet reported, and when it is due. */
+  readonly #presencePending = new Map<
+    string,
+    { sessionId: number; userId: string; active: boolean; due: number }
+  >();
+  #presenceTimer: NodeJS.Timeout | undefined;
+  #presenceDue = Number.POSITIVE_INFINITY;
   readonly #options: HubOptions;
   readonly #now: () => number;
   #nextId = 1;
@@ -77,6 +111,10 @@ export class Hub {
     this.#countIntervalMs = options.countIntervalMs ?? 250;
     this.#maxBufferedBytes = options.maxBufferedBytes ?? 1024 * 1024;
     this.#maxPendingFrames = options.maxPendingFrames ?? 10_000;
+    this.#tickCostFactor = options.tickCostFactor ?? 1;
+    this.#maxTickMs = options.maxTickMs ?? 100;
+    this.#joinDelayMs = options.joinDelayMs ?? 0;
+    this.#leaveDelayMs = options.leaveDelayMs ?? 1500;
     this.#now = options.now ?? Date.now;
   }
 
@@ -114,7 +152,7 @@ export class Hub {
     this.#byUser.set(conn.userId, (this.#byUser.get(conn.userId) ?? 0) + 1);
     const n = room.users.get(conn.userId) ?? 0;
     room.users.set(conn.userId, n + 1);
-    if (n === 0) this.#options.onPresence?.(conn.sessionId, conn.userId, true);
+    if (n === 0) this.#presence(conn.sessionId, conn.userId, true);
     return conn;
   }
 
@@ -145,7 +183,7 @@ export class Hub {
     const n = (room.users.get(conn.userId) ?? 1) - 1;
     if (n <= 0) {
       room.users.delete(conn.userId);
-      this.#options.onPresence?.(conn.sessionId, conn.userId, false);
+      this.#presence(conn.sessionId, conn.userId, false);
     } else {
       room.users.set(conn.userId, n);
     }
@@ -207,6 +245,7 @@ export class Hub {
       this.leave(conn);
     }
     this.#dropRoom(room);
+    this.flushPresence();
   }
 
   /** Flushes every room and closes every socket (shutdown). */
@@ -219,6 +258,56 @@ export class Hub {
     for (const room of this.#rooms.values()) this.#flush(room);
   }
 
+  /** Reports the presence changes still held back (see `joinDelayMs`, `leaveDelayMs`) now. */
+  flushPresence(): void {
+    this.#reportPresence(Number.POSITIVE_INFINITY);
+  }
+
+  #reportPresence(upTo: number): void {
+    if (this.#presenceTimer) clearTimeout(this.#presenceTimer);
+    this.#presenceTimer = undefined;
+    this.#presenceDue = Number.POSITIVE_INFINITY;
+    const due: Array<{ sessionId: number; userId: string; active: boolean }> = [];
+    let next = Number.POSITIVE_INFINITY;
+    for (const [key, p] of this.#presencePending) {
+      if (p.due <= upTo) {
+        due.push(p);
+        this.#presencePending.delete(key);
+      } else if (p.due < next) next = p.due;
+    }
+    if (next < Number.POSITIVE_INFINITY) this.#armPresence(next);
+    for (const p of due) this.#options.onPresence?.(p.sessionId, p.userId, p.active);
+  }
+
+  #armPresence(due: number): void {
+    if (due >= this.#presenceDue) return;
+    if (this.#presenceTimer) clearTimeout(this.#presenceTimer);
+    this.#presenceDue = due;
+    this.#presenceTimer = setTimeout(
+      () => this.#reportPresence(performance.now() + 1),
+      Math.max(0, due - performance.now()),
+    );
+    this.#presenceTimer.unref();
+  }
+
+  #presence(sessionId: number, userId: string, active: boolean): void {
+    const delay = active ? this.#joinDelayMs : this.#leaveDelayMs;
+    const key = `${sessionId}\u0000${userId}`;
+    const pending = this.#presencePending.get(key);
+    if (pending && pending.active !== active) {
+      // Back before the departure was reported (or gone before the arrival was): nothing changed.
+      this.#presencePending.delete(key);
+      return;
+    }
+    if (delay <= 0) {
+      this.#options.onPresence?.(sessionId, userId, active);
+      return;
+    }
+    const due = performance.now() + delay;
+    this.#presencePending.set(key, { sessionId, userId, active, due });
+    this.#armPresence(due);
+  }
+
   #room(sessionId: number): Room {
     let room = this.#rooms.get(sessionId);
     if (!room) {
@@ -228,6 +317,9 @@ export class Hub {
         users: new Map(),
         outbox: [],
         flushScheduled: false,
+        flushTimer: undefined,
+        lastFlushEnd: 0,
+        flushCostMs: 0,
         totalLikes: undefined,
         viewerCount: undefined,
         messageLikes: new Map(),
@@ -243,6 +335,9 @@ export class Hub {
   #dropRoom(room: Room): void {
     if (room.countTimer) clearTimeout(room.countTimer);
     room.countTimer = undefined;
+    if (room.flushTimer) clearTimeout(room.flushTimer);
+    room.flushTimer = undefined;
+    room.flushScheduled = false;
     room.outbox = [];
     if (this.#rooms.get(room.sessionId) === room) this.#rooms.delete(room.sessionId);
   }
@@ -250,7 +345,13 @@ export class Hub {
   #scheduleFlush(room: Room): void {
     if (room.flushScheduled) return;
     room.flushScheduled = true;
-    setImmediate(() => this.#flush(room));
+    const gap = Math.min(this.#maxTickMs, room.flushCostMs * this.#tickCostFactor);
+    const wait = room.lastFlushEnd + gap - performance.now();
+    if (wait < 1) {
+      setImmediate(() => this.#flush(room));
+      return;
+    }
+    room.flushTimer = setTimeout(() => this.#flush(room), wait);
   }
 
   #scheduleCounts(room: Room): void {
@@ -260,7 +361,7 @@ export class Hub {
       room.countTimer = undefined;
       room.lastCountFlush = this.#now();
       this.#queueCounts(room);
-      this.#flush(room);
+      this.#scheduleFlush(room);
     }, wait);
   }
 
@@ -282,7 +383,10 @@ export class Hub {
 
   #flush(room: Room): void {
     room.flushScheduled = false;
+    if (room.flushTimer) clearTimeout(room.flushTimer);
+    room.flushTimer = undefined;
     if (room.outbox.length === 0) return;
+    const started = performance.now();
     const frames = room.outbox;
     room.outbox = [];
     const committed = room.committedAt;
@@ -290,13 +394,15 @@ export class Hub {
     let batchFrame: string | undefined;
     for (const conn of room.conns) {
       if (!conn.ready) {
-        conn.pending.push(...frames);
+        for (const f of frames) conn.pending.push(f);
         if (conn.pending.length > this.#maxPendingFrames) this.#cutOff(conn);
         continue;
       }
       if (conn.batch) batchFrame ??= `[${frames.map((f) => f.json).join(',')}]`;
       this.#write(conn, frames, batchFrame);
     }
+    room.lastFlushEnd = performance.now();
+    room.flushCostMs = room.lastFlushEnd - started;
     if (committed.length > 0 && this.#options.onDeliveryLatency) {
       const now = this.#now();
       for (const t of committed) this.#options.onDeliveryLatency(now - t);

@@ -54,10 +54,33 @@ export function openDatabase(url: string): OpenDatabase {
     };
   }
   if (/^postgres(ql)?:\/\//.test(url)) {
-    const pool = new pg.Pool({ connectionString: url, max: 10, types: pgTypes });
+    // Options given in the URL (`?options=-c …`) are kept; ours come last, so they win.
+    const urlOptions = URL.canParse(url) ? new URL(url).searchParams.get('options') : null;
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: 10,
+      types: pgTypes,
+      // Issue 6: an outage must reach the client as a retryable `unavailable` within 5 s, never as a hang.
+      // A connection attempt to a dead or unreachable server gives up after 2 s (pg's default waits forever).
+      connectionTimeoutMillis: 2_000,
+      // The server cancels any statement after 5 s (a lock or I/O stall); the client gives up 1 s later when
+      // the server itself is gone mid-statement (a half-open TCP path), and the pool drops that connection.
+      statement_timeout: 5_000,
+      query_timeout: 6_000,
+      keepAlive: true,
+      // Acknowledged means durable (SPEC §6): a commit returns only once its WAL is flushed, whatever the
+      // server's or database's default for synchronous_commit says.
+      options: [urlOptions, '-c synchronous_commit=on'].filter(Boolean).join(' '),
+    });
     // An idle connection that drops emits 'error' on the pool; unhandled it would kill the process. The next
     // query gets a fresh connection or reports the failure itself.
     pool.on('error', () => {});
+    // A connection the server terminates while it is checked out but between two statements (a restart sends
+    // FATAL 57P01 to every backend) emits 'error' on the client, where pg-pool listens only while it is idle:
+    // without this listener that error is an uncaught exception that kills the process. Found by the hardening
+    // suite (issue 6, H-FAULT-05). The statement that next uses the client fails instead (answered
+    // `unavailable`), and pg-pool discards the client when it is released.
+    pool.on('connect', (client) => client.on('error', () => {}));
     return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), dialect: 'postgres' };
   }
   throw new Error('DATABASE_URL must be sqlite:<path> or postgres://…');

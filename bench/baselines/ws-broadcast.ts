@@ -1,0 +1,107 @@
+/**
+ * Baseline 1: the least a Node.js chat can do with the raw `ws` library. One room, no storage, no auth unless
+ * asked: a `{type:'message', message}` frame becomes a `new_message` event shaped like draw-chat's (same
+ * fields, so the same bytes per delivery), serialised once into a Buffer and written to every socket.
+ *
+ *   --batch 0     every message goes out at once, one frame per message per viewer (the README broadcast)
+ *   --batch 100   messages are gathered and sent every 100 ms as one JSON array frame per viewer
+ *   --jwks file   verify an RS256 JWT (`?token=`) on every handshake with jose, like draw-chat does
+ *
+ * Prints one JSON line with its URL when listening. Not a product: a yardstick for bench/run.ts.
+ */
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parseArgs } from 'node:util';
+import { createLocalJWKSet, type JSONWebKeySet, jwtVerify } from 'jose';
+import { WebSocket, WebSocketServer } from 'ws';
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string', default: '0' },
+    host: { type: 'string', default: '127.0.0.1' },
+    batch: { type: 'string', default: '0' },
+    jwks: { type: 'string' },
+    issuer: { type: 'string', default: 'draw-chat-dev' },
+  },
+});
+const batchMs = Number(values.batch);
+const keys = values.jwks
+  ? createLocalJWKSet(JSON.parse(readFileSync(values.jwks, 'utf8')) as JSONWebKeySet)
+  : undefined;
+
+const http = createServer((_req, res) => res.writeHead(404).end());
+const wss = new WebSocketServer({ server: http, perMessageDeflate: false, maxPayload: 16 * 1024 });
+const room = new Set<WebSocket>();
+let nextId = 0;
+let pending: string[] = [];
+
+function broadcast(data: Buffer): void {
+  for (const client of room) if (client.readyState === WebSocket.OPEN) client.send(data, { binary: false });
+}
+
+wss.on('connection', async (ws, req) => {
+  const url = new URL(req.url ?? '/', 'http://x');
+  let user = url.searchParams.get('user') ?? `anon-${nextId}`;
+  ws.on('error', () => {});
+  if (keys) {
+    try {
+      const { payload } = await jwtVerify(url.searchParams.get('token') ?? '', keys, {
+        algorithms: ['RS256'],
+        issuer: values.issuer,
+      });
+      user = String(payload.sub);
+    } catch {
+      ws.close(4401, 'invalid token');
+      return;
+    }
+  }
+  if (ws.readyState !== WebSocket.OPEN) return;
+  room.add(ws);
+  ws.on('close', () => room.delete(ws));
+  ws.send('{"type":"init","messages":[]}');
+  ws.on('message', (data) => {
+    let command: { type?: string; message?: string };
+    try {
+      command = JSON.parse(data.toString());
+    } catch {
+      return;
+    }
+    if (command.type !== 'message' || typeof command.message !== 'string') return;
+    const json = JSON.stringify({
+      type: 'new_message',
+      message: {
+        id: ++nextId,
+        session_id: 1,
+        user_id: user,
+        username: user,
+        profile_pic: null,
+        is_winner: false,
+        is_host: false,
+        message: command.message,
+        created_at: new Date().toISOString(),
+        likes: 0,
+      },
+    });
+    if (batchMs > 0) pending.push(json);
+    else broadcast(Buffer.from(json));
+  });
+});
+
+if (batchMs > 0) {
+  setInterval(() => {
+    if (pending.length === 0) return;
+    const frame = Buffer.from(`[${pending.join(',')}]`);
+    pending = [];
+    broadcast(frame);
+  }, batchMs);
+}
+
+http.listen(Number(values.port), values.host, () => {
+  const { port } = http.address() as AddressInfo;
+  process.stdout.write(
+    `${JSON.stringify({ url: `http://${values.host}:${port}`, batchMs, auth: !!keys })}\n`,
+  );
+});
+process.on('SIGTERM', () => process.exit(0));
+process.on('SIGINT', () => process.exit(0));

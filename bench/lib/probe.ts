@@ -1,0 +1,69 @@
+/**
+ * Preloaded into a draw-chat server under test (`node --import tsx --import ./bench/lib/probe.ts src/main.ts`),
+ * outside the product: counts database statements (better-sqlite3 `prepare`, pg `Client#query`) and RS256
+ * signature checks (WebCrypto `subtle.verify`), watches the event-loop delay, and answers `{ probe: … }` when the
+ * parent sends 'probe' over the IPC channel (the delay figures cover the time since the previous question). It
+ * changes nothing else.
+ */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
+import { createRequire } from 'node:module';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+
+const require = createRequire(import.meta.url);
+const counts = { dbQueries: 0, signatureChecks: 0 };
+
+const Sqlite = require('better-sqlite3') as { prototype: { prepare: (...args: unknown[]) => unknown } };
+const prepare = Sqlite.prototype.prepare;
+Sqlite.prototype.prepare = function (this: unknown, ...args: unknown[]) {
+  counts.dbQueries++;
+  return prepare.apply(this, args);
+};
+
+const pg = require('pg') as { Client: { prototype: { query: (...args: unknown[]) => unknown } } };
+const query = pg.Client.prototype.query;
+pg.Client.prototype.query = function (this: unknown, ...args: unknown[]) {
+  counts.dbQueries++;
+  return query.apply(this, args);
+};
+
+const subtle = globalThis.crypto.subtle as unknown as { verify: (...args: unknown[]) => Promise<boolean> };
+const verify = subtle.verify;
+subtle.verify = function (this: unknown, ...args: unknown[]) {
+  counts.signatureChecks++;
+  return verify.apply(this, args);
+};
+
+const delay = monitorEventLoopDelay({ resolution: 10 });
+delay.enable();
+
+/** CPU profile of a chosen stretch (e.g. only the fan-out phase), unlike `--cpu-prof` (the whole process). */
+let inspector: Session | undefined;
+function profile(action: 'start' | 'stop', file?: string): void {
+  if (action === 'start') {
+    inspector = new Session();
+    inspector.connect();
+    inspector.post('Profiler.enable', () => inspector?.post('Profiler.start'));
+    return;
+  }
+  const s = inspector;
+  inspector = undefined;
+  s?.post('Profiler.stop', (err, result) => {
+    if (!err && file) writeFileSync(file, JSON.stringify(result.profile));
+    s.disconnect();
+    process.send?.({ profiled: file ?? null });
+  });
+}
+
+if (process.send) {
+  process.on('message', (m: unknown) => {
+    const cmd = m as { profile?: 'start' | 'stop'; file?: string };
+    if (cmd && typeof cmd === 'object' && cmd.profile) return profile(cmd.profile, cmd.file);
+    if (m !== 'probe') return;
+    const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+    const loop = { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) };
+    delay.reset();
+    process.send?.({ probe: { ...counts, loop } });
+  });
+  process.channel?.unref();
+}

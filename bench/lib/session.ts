@@ -1,0 +1,201 @@
+import { Generator, Monitor, type TimePoint, type WindowStats } from './generator.js';
+import type { Target } from './targets.js';
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Live progress: one updating line on a terminal, plain lines otherwise (CI logs). */
+export class Progress {
+  readonly #tty = process.stdout.isTTY === true;
+  #open = false;
+
+  line(text: string): void {
+    if (this.#tty) {
+      const width = process.stdout.columns ?? 120;
+      process.stdout.write(`\r${text.slice(0, width - 1)}\x1b[K`);
+      this.#open = true;
+    } else {
+      process.stdout.write(`${text}\n`);
+    }
+  }
+
+  /** A line that stays (ends the updating one). */
+  log(text: string): void {
+    if (this.#open) process.stdout.write('\n');
+    this.#open = false;
+    process.stdout.write(`${text}\n`);
+  }
+
+  done(): void {
+    if (this.#open) process.stdout.write('\n');
+    this.#open = false;
+  }
+}
+
+export function fmt(n: number, digits = 0): string {
+  if (!Number.isFinite(n)) return String(n);
+  const a = Math.abs(n);
+  if (a >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (a >= 1e4) return `${(n / 1e3).toFixed(1)}k`;
+  return n.toFixed(digits);
+}
+
+export function progressLine(label: string, p: TimePoint): string {
+  const errs = Object.values(p.errors).reduce((a, b) => a + b, 0);
+  const closes = Object.entries(p.closes)
+    .map(([k, v]) => `${k}×${v}`)
+    .join(' ');
+  return (
+    `[${label}${p.phase ? ` ${p.phase}` : ''}] ${p.t.toFixed(0)}s ready ${p.ready}/${p.connected}` +
+    ` offered ${fmt(p.offered)}/s sent ${fmt(p.sent)}/s deliv ${fmt(p.deliveries)}/s` +
+    ` p50 ${p.latency.p50.toFixed(1)} p99 ${p.latency.p99.toFixed(1)} ms` +
+    `${p.heartsSent ? ` hearts ${fmt(p.heartsSent)}/s` : ''}` +
+    ` cpu ${p.cpuPercent}% (waited ${p.serverCpuWaitPercent}%) gen ${p.genCpuPercent}% rss ${p.rssMB.toFixed(0)}MB` +
+    `${p.serverLoopMax ? ` loop p99 ${p.serverLoopP99} max ${p.serverLoopMax} ms` : ''}` +
+    `${errs ? ` err ${errs}` : ''}${closes ? ` closes ${closes}` : ''}`
+  );
+}
+
+export interface LoadContext {
+  gen: Generator;
+  mon: Monitor;
+  target: Target;
+  progress: Progress;
+  /** Runs the target at `rate` messages/s (and `hearts`/s) for `seconds`; figures of the seconds after `warmS`. */
+  hold(
+    rate: number,
+    seconds: number,
+    o?: { hearts?: number; warmS?: number; phase?: string },
+  ): Promise<WindowStats>;
+  /** Stops sending and waits until deliveries have (nearly) stopped. */
+  drain(maxMs?: number): Promise<void>;
+}
+
+/** Starts the client processes and the once-a-second monitor around `fn`. */
+export async function withLoad<T>(
+  target: Target,
+  o: { workers?: number; label: string; progress: Progress; generator?: Generator; tickMs?: number },
+  fn: (ctx: LoadContext) => Promise<T>,
+): Promise<{ result: T; series: TimePoint[] }> {
+  const gen = o.generator ?? (await Generator.start(o.workers));
+  const mon = new Monitor(gen, target, (p) => o.progress.line(progressLine(o.label, p)), o.tickMs);
+  mon.start();
+  const ctx: LoadContext = {
+    gen,
+    mon,
+    target,
+    progress: o.progress,
+    async hold(rate, seconds, h = {}) {
+      mon.offered = rate;
+      if (h.phase !== undefined) mon.phase = h.phase;
+      gen.setRates(rate, h.hearts ?? 0);
+      const t0 = mon.now();
+      await sleep(seconds * 1000);
+      // The tick that covers the last second must be in.
+      await mon.nextTick();
+      return mon.window(t0 + (h.warmS ?? 1), mon.now());
+    },
+    async drain(maxMs = 5000) {
+      gen.setRates(0, 0);
+      mon.offered = 0;
+      const until = performance.now() + maxMs;
+      let quiet = 0;
+      while (performance.now() < until) {
+        const p = await mon.nextTick();
+        if (p.deliveries < Math.max(10, p.ready * 0.01)) quiet++;
+        else quiet = 0;
+        if (quiet >= 1) return;
+      }
+    },
+  };
+  try {
+    const result = await fn(ctx);
+    await mon.stop();
+    return { result, series: mon.points };
+  } finally {
+    o.progress.done();
+    if (o.generator) await gen.reset();
+    else await gen.close();
+  }
+}
+
+export interface RateStep {
+  rate: number;
+  pass: boolean;
+  why: string;
+  window: WindowStats;
+}
+
+/**
+ * Finds the highest message rate a target sustains: doubles from `start` while a step passes, halves while the
+ * first fails, then bisects between the last pass and the first failure. Between a failed step and the next the
+ * backlog is drained.
+ */
+export async function searchRate(
+  ctx: LoadContext,
+  o: {
+    start: number;
+    min?: number;
+    max?: number;
+    stepS: number;
+    bisections?: number;
+    check: (w: WindowStats, rate: number) => string | null;
+    hearts?: (rate: number) => number;
+    /** Wait for the backlog to clear at the end (default true). */
+    finalDrain?: boolean;
+  },
+): Promise<{ best: RateStep | undefined; steps: RateStep[] }> {
+  const steps: RateStep[] = [];
+  const min = o.min ?? 1;
+  const max = o.max ?? 100_000;
+  const run = async (rate: number): Promise<RateStep> => {
+    const window = await ctx.hold(rate, o.stepS, { phase: `${fmt(rate)} msg/s`, hearts: o.hearts?.(rate) });
+    const why = o.check(window, rate);
+    const step = { rate, pass: why === null, why: why ?? 'ok', window };
+    steps.push(step);
+    if (!step.pass) await ctx.drain();
+    return step;
+  };
+  let lo: RateStep | undefined;
+  let hi: RateStep | undefined;
+  let rate = o.start;
+  for (;;) {
+    const s = await run(rate);
+    if (s.pass) {
+      lo = s;
+      if (hi || rate * 2 > max) break;
+      rate *= 2;
+    } else {
+      hi = s;
+      if (lo || rate / 2 < min) break;
+      rate /= 2;
+    }
+  }
+  if (lo && hi) {
+    for (let i = 0; i < (o.bisections ?? 2); i++) {
+      const mid = Math.round(Math.sqrt(lo.rate * hi.rate));
+      if (mid <= lo.rate || mid >= hi.rate) break;
+      const s = await run(mid);
+      if (s.pass) lo = s;
+      else hi = s;
+    }
+  }
+  if (o.finalDrain !== false) await ctx.drain(3000);
+  return { best: lo, steps };
+}
+
+/** The active session of a draw-chat server. */
+export async function activeSessionId(url: string, token: string): Promise<number> {
+  const res = await fetch(`${url}/live-chat/status`, { headers: { authorization: `Bearer ${token}` } });
+  const body = (await res.json()) as { session?: { id: number } | null };
+  if (!body.session) throw new Error(`no active session at ${url}: ${JSON.stringify(body)}`);
+  return body.session.id;
+}
+
+export async function sessionTotals(
+  url: string,
+  token: string,
+): Promise<{ totalLikes: number; viewers: number }> {
+  const res = await fetch(`${url}/live-chat/status`, { headers: { authorization: `Bearer ${token}` } });
+  const body = (await res.json()) as { session?: { total_likes: number; viewer_count: number } | null };
+  return { totalLikes: body.session?.total_likes ?? 0, viewers: body.session?.viewer_count ?? 0 };
+}

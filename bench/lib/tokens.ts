@@ -1,0 +1,117 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { importJWK, type JWK, SignJWT } from 'jose';
+import { devUserId, loadOrCreateDevKeys, mintDevToken } from '../../src/http/auth/dev-auth.js';
+
+/**
+ * Tokens for simulated viewers, signed with a dev-auth key (RS256, the same key a dev-mode draw-chat server
+ * uses when it shares `DATA_DIR`). Minting costs about half a millisecond each, so they are cached on disk per
+ * key and reused while they have at least an hour left. Alternatively `--key <private JWK file>` signs with a
+ * key of your own (with `--issuer`), for a server that trusts it through `AUTH_JWKS_URL`.
+ */
+export const DEFAULT_KEYS_DIR = join(tmpdir(), 'drawchat-bench-keys');
+
+type Sign = (username: string, now: number) => Promise<{ token: string; expiresAt: number }>;
+
+interface TokenCache {
+  kid: string;
+  tokens: Record<string, { token: string; exp: number }>;
+}
+
+export class TokenMint {
+  readonly #cacheFile: string;
+  #cache: TokenCache;
+  #dirty = false;
+
+  private constructor(
+    readonly kid: string,
+    readonly dir: string,
+    private readonly sign: Sign,
+  ) {
+    this.#cacheFile = join(dir, `bench-tokens-${kid.replace(/[^A-Za-z0-9_-]/g, '_')}.json`);
+    let cache: TokenCache = { kid, tokens: {} };
+    if (existsSync(this.#cacheFile)) {
+      try {
+        const parsed = JSON.parse(readFileSync(this.#cacheFile, 'utf8')) as TokenCache;
+        if (parsed.kid === kid) cache = parsed;
+      } catch {
+        // A broken cache only costs minting again.
+      }
+    }
+    this.#cache = cache;
+  }
+
+  /** The dev key in `dir` (created when missing); a draw-chat server with `DATA_DIR=dir` trusts its tokens. */
+  static async open(dir = DEFAULT_KEYS_DIR): Promise<TokenMint> {
+    mkdirSync(dir, { recursive: true });
+    const keys = await loadOrCreateDevKeys(dir);
+    writeFileSync(join(dir, 'jwks.json'), JSON.stringify(keys.jwks));
+    return new TokenMint(keys.kid, dir, async (username, now) => mintDevToken(keys, { username }, now));
+  }
+
+  /**
+   * Tokens signed with a private RSA JWK of your own (`kid` in the file), for a server that verifies them
+   * through `AUTH_JWKS_URL`; `sub` is the dev-style id of the username, `name` the username.
+   */
+  static async fromKeyFile(
+    file: string,
+    claims: { issuer?: string; audience?: string; ttlS?: number },
+    dir = DEFAULT_KEYS_DIR,
+  ): Promise<TokenMint> {
+    mkdirSync(dir, { recursive: true });
+    const jwk = JSON.parse(readFileSync(file, 'utf8')) as JWK;
+    const key = await importJWK({ ...jwk, alg: 'RS256' }, 'RS256');
+    const kid = jwk.kid ?? 'bench-key';
+    const ttl = claims.ttlS ?? 24 * 3600;
+    return new TokenMint(
+      `${kid}-${claims.issuer ?? ''}-${claims.audience ?? ''}`,
+      dir,
+      async (username, now) => {
+        const iat = Math.floor(now / 1000);
+        const jwt = new SignJWT({ name: username })
+          .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' })
+          .setSubject(devUserId(username))
+          .setIssuedAt(iat)
+          .setExpirationTime(iat + ttl);
+        if (claims.issuer) jwt.setIssuer(claims.issuer);
+        if (claims.audience) jwt.setAudience(claims.audience);
+        return { token: await jwt.sign(key), expiresAt: (iat + ttl) * 1000 };
+      },
+    );
+  }
+
+  /** Where the public keys are (for the `ws` baseline's RS256 check). */
+  get jwksFile(): string {
+    return join(this.dir, 'jwks.json');
+  }
+
+  /** Tokens for `bench-<from>` … `bench-<to-1>`, minted where the cache has none valid for another hour. */
+  async tokens(from: number, to: number, onProgress?: (done: number) => void): Promise<string[]> {
+    const out: string[] = [];
+    const now = Date.now();
+    for (let i = from; i < to; i++) {
+      const name = `bench-${i}`;
+      const hit = this.#cache.tokens[name];
+      if (hit && hit.exp - now > 3_600_000) {
+        out.push(hit.token);
+        continue;
+      }
+      const minted = await this.sign(name, now);
+      this.#cache.tokens[name] = { token: minted.token, exp: minted.expiresAt };
+      this.#dirty = true;
+      out.push(minted.token);
+      if (onProgress && (i - from) % 1000 === 999) onProgress(i - from + 1);
+    }
+    this.save();
+    return out;
+  }
+
+  save(): void {
+    if (!this.#dirty) return;
+    const tmp = `${this.#cacheFile}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(this.#cache));
+    renameSync(tmp, this.#cacheFile);
+    this.#dirty = false;
+  }
+}

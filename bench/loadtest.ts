@@ -1,0 +1,229 @@
+/**
+ * `npm run loadtest -- --viewers 5000 --senders 200 --rate 300 --hearts 20000 --duration 30 [--url …] [--nodes …]`
+ *
+ * Mints tokens, starts draw-chat (or uses `--url`), ramps the connections, sends messages and hearts at the given
+ * rates for `--duration` seconds, and measures delivery latency (HDR: p50, p95, p99, max), deliveries per second,
+ * connection time, errors by code, and the server's CPU and RSS. Writes a JSON result and an HTML report.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Generator } from './lib/generator.js';
+import { machineInfo, writeHtmlReport } from './lib/report.js';
+import { activeSessionId, fmt, Progress, sessionTotals, sleep, withLoad } from './lib/session.js';
+import {
+  externalDrawChat,
+  metricHistogram,
+  metricValue,
+  ROOT,
+  startDrawChat,
+  startSocketIoBaseline,
+  startWsBaseline,
+  type Target,
+} from './lib/targets.js';
+import { DEFAULT_KEYS_DIR, TokenMint } from './lib/tokens.js';
+
+const HELP = `usage: npm run loadtest -- [options]
+  --viewers N        simulated viewers (default 1000); senders are among them
+  --senders N        viewers that send messages (default 50)
+  --rate N           messages per second, all senders together (default 100)
+  --hearts N         session hearts per second, all viewers together (default 0)
+  --duration S       seconds of load after the ramp (default 30)
+  --url URL[,URL]    a running draw-chat (dev auth, or --key); default: start one here
+  --nodes N          start N local nodes with Redis (REDIS_URL or redis://127.0.0.1:6379)
+  --database D       sqlite (default, a temp file) or a postgres:// URL, for a local server
+  --target T         drawchat (default), ws, ws-batch, socketio: the local baselines take the same load
+  --seed-style       one JSON object per frame instead of batch=1 array frames
+  --full F           share of full clients (default 0.02)
+  --sample F         share of light clients that record latency (default 0.1)
+  --workers N        client processes (default ${Generator.defaultWorkers()})
+  --concurrency N    handshakes in flight per client process (default 200)
+  --key FILE         sign tokens with this private RSA JWK (server: AUTH_JWKS_URL); --issuer, --audience
+  --keys-dir DIR     dev-auth key directory shared with a local server (default ${DEFAULT_KEYS_DIR})
+  --cpu-prof DIR     write a V8 CPU profile of each local node into DIR (the whole process)
+  --profile-load P   CPU-profile only the load phase of each local node: P.node<i>.cpuprofile
+  --before           a local draw-chat with the fan-out code from before the performance work (A/B)
+  --out PATH         result files PATH.json and PATH.html (default bench/results/loadtest-<time>)`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      viewers: { type: 'string', default: '1000' },
+      senders: { type: 'string', default: '50' },
+      rate: { type: 'string', default: '100' },
+      hearts: { type: 'string', default: '0' },
+      duration: { type: 'string', default: '30' },
+      url: { type: 'string' },
+      nodes: { type: 'string', default: '1' },
+      database: { type: 'string', default: 'sqlite' },
+      redis: { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
+      target: { type: 'string', default: 'drawchat' },
+      'seed-style': { type: 'boolean', default: false },
+      full: { type: 'string', default: '0.02' },
+      sample: { type: 'string', default: '0.1' },
+      workers: { type: 'string', default: String(Generator.defaultWorkers()) },
+      concurrency: { type: 'string', default: '200' },
+      key: { type: 'string' },
+      issuer: { type: 'string' },
+      audience: { type: 'string' },
+      'keys-dir': { type: 'string', default: DEFAULT_KEYS_DIR },
+      'cpu-prof': { type: 'string' },
+      'profile-load': { type: 'string' },
+      before: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`);
+    return;
+  }
+  const num = (name: keyof typeof values) => {
+    const n = Number(values[name]);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number`);
+    return n;
+  };
+  const viewers = num('viewers');
+  const senders = Math.min(num('senders'), viewers);
+  const rate = num('rate');
+  const hearts = num('hearts');
+  const duration = num('duration');
+  const nodes = num('nodes');
+  const progress = new Progress();
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const out = values.out ?? join(ROOT, 'bench', 'results', `loadtest-${stamp}`);
+
+  const mint = values.key
+    ? await TokenMint.fromKeyFile(values.key, { issuer: values.issuer, audience: values.audience })
+    : await TokenMint.open(values['keys-dir']);
+  progress.log(`minting ${viewers} tokens (cached in ${mint.dir})…`);
+  const tokens = await mint.tokens(0, viewers);
+
+  let target: Target;
+  switch (values.target) {
+    case 'drawchat':
+      target = values.url
+        ? externalDrawChat(values.url.split(','))
+        : await startDrawChat({
+            database: values.database,
+            nodes,
+            redisUrl: nodes > 1 ? values.redis : undefined,
+            keysDir: mint.dir,
+            cpuProfDir: values['cpu-prof'],
+            probe: true,
+            before: values.before,
+            label: values.before ? 'draw-chat (before)' : undefined,
+          });
+      target.sessionId = await activeSessionId(target.urls[0]!, tokens[0]!);
+      break;
+    case 'ws':
+    case 'ws-batch':
+      target = await startWsBaseline({ batchMs: values.target === 'ws' ? 0 : 100, jwksFile: mint.jwksFile });
+      break;
+    case 'socketio':
+      target = await startSocketIoBaseline();
+      break;
+    default:
+      throw new Error(`--target must be drawchat, ws, ws-batch or socketio`);
+  }
+  progress.log(`target: ${target.label} at ${target.urls.join(', ')}`);
+
+  try {
+    const idle = (await import('./lib/targets.js')).procSample(target.pids);
+    const { result, series } = await withLoad(
+      target,
+      { workers: num('workers'), label: target.label, progress },
+      async (ctx) => {
+        ctx.mon.phase = 'ramp';
+        const connect = await ctx.gen.connect(target, {
+          viewers,
+          senders,
+          fullShare: num('full'),
+          sampleShare: num('sample'),
+          batch: !values['seed-style'],
+          concurrency: num('concurrency'),
+          tokens,
+        });
+        progress.log(
+          `connected ${connect.ok}/${viewers} in ${(connect.elapsedMs / 1000).toFixed(1)} s ` +
+            `(${fmt(connect.perSecond)} handshakes/s)${connect.failed ? `, ${connect.failed} failed attempts ${JSON.stringify(connect.failures)}` : ''}`,
+        );
+        await sleep(1000);
+        if (values['profile-load']) await target.profile?.('start');
+        const loaded = await ctx.hold(rate, duration, { hearts, phase: 'load', warmS: 1 });
+        if (values['profile-load']) {
+          const files = (await target.profile?.('stop', values['profile-load'])) ?? [];
+          progress.log(`profiled the load phase: ${files.join(', ')}`);
+        }
+        ctx.mon.phase = 'drain';
+        await ctx.drain(5000);
+        await sleep(500);
+        const final = await ctx.gen.final();
+        let server: Record<string, number> = {};
+        if (target.kind === 'drawchat') {
+          const totals = await sessionTotals(target.urls[0]!, tokens[0]!);
+          server = {
+            totalLikes: totals.totalLikes,
+            viewerCount: totals.viewers,
+            messagesCommitted: await metricValue(target.urls, 'drawchat_messages_total'),
+            slowConsumersCut: await metricValue(target.urls, 'drawchat_slow_consumers_total'),
+          };
+          const commit = await metricHistogram(target.urls, 'drawchat_commit_seconds');
+          const batch = await metricHistogram(target.urls, 'drawchat_commit_batch_items');
+          const delivery = await metricHistogram(target.urls, 'drawchat_message_delivery_seconds');
+          Object.assign(server, {
+            commits: commit.count,
+            commitMeanMs: commit.mean * 1000,
+            commitP99MsBucket: commit.p99 * 1000,
+            commitItemsMean: batch.mean,
+            commitToWriteMeanMs: delivery.mean * 1000,
+            commitToWriteP99MsBucket: delivery.p99 * 1000,
+          });
+        }
+        return { connect, loaded, final, server };
+      },
+    );
+    const overallRate = result.loaded.deliveriesPerSecond;
+    progress.log(
+      `load: ${fmt(result.loaded.sentPerSecond)} msg/s sent, ${fmt(overallRate)} deliveries/s, ` +
+        `latency p50 ${result.loaded.latency.p50} p95 ${result.loaded.latency.p95} p99 ${result.loaded.latency.p99} max ${result.loaded.latency.max} ms, ` +
+        `server cpu ${result.loaded.cpuPercent.toFixed(0)}% rss ${result.loaded.rssMB.toFixed(0)} MB`,
+    );
+    if (hearts > 0)
+      progress.log(
+        `hearts: sent ${result.final.heartsSent}, refused ${result.final.heartsRefused}, session total ${result.server.totalLikes ?? 'n/a'}; ` +
+          `like-count updates per viewer: max ${result.final.likeUpdatesMaxAvgPerSecond.toFixed(2)}/s on average, ${result.final.likeUpdatesMaxPerSecond} in one second`,
+      );
+    if (target.kind === 'drawchat') progress.log(`server: ${JSON.stringify(result.server)}`);
+    progress.log(
+      `full clients: ${result.final.fullClients}, invalid events ${result.final.invalidEvents}, order violations ${result.final.orderViolations}, ` +
+        `errors ${JSON.stringify(result.loaded.errors)}, closes ${JSON.stringify(result.loaded.closes)}`,
+    );
+    const report = {
+      kind: 'loadtest',
+      startedAt: new Date().toISOString(),
+      machine: machineInfo(),
+      options: { ...values, viewers, senders, rate, hearts, duration },
+      target: { kind: target.kind, label: target.label, urls: target.urls },
+      idleRssMB: idle.rssBytes / 1024 / 1024,
+      ...result,
+      series,
+    };
+    mkdirSync(join(out, '..'), { recursive: true });
+    writeFileSync(`${out}.json`, `${JSON.stringify(report, null, 2)}\n`);
+    writeHtmlReport(`${out}.html`, `draw-chat load test: ${target.label}`, [
+      { title: `${target.label}: ${viewers} viewers, ${rate} msg/s, ${hearts} hearts/s`, series },
+    ]);
+    progress.log(`wrote ${out}.json and ${out}.html`);
+  } finally {
+    await target.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`loadtest: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

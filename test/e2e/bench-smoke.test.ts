@@ -1,0 +1,120 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ROOT } from '../support/process.js';
+
+/**
+ * The benchmark suite in its smoke mode (a couple of hundred viewers, a second or two per scenario): it runs end
+ * to end as a child process and writes a well-formed result. No speed target lives here; the figures are whatever
+ * this machine gives.
+ */
+const SCENARIOS = ['fanout', 'hearts', 'storm', 'ingest', 'scale', 'history'];
+const FANOUT_TARGETS = ['drawchat', 'drawchat-seed', 'ws-batch', 'ws', 'socketio'];
+
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+function finiteNumbers(value: unknown, path: string, out: string[]): void {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) out.push(`${path} = ${value}`);
+    return;
+  }
+  if (Array.isArray(value)) {
+    for (const [i, v] of value.entries()) finiteNumbers(v, `${path}[${i}]`, out);
+  } else if (value && typeof value === 'object')
+    for (const [k, v] of Object.entries(value)) finiteNumbers(v, `${path}.${k}`, out);
+}
+
+describe('npm run bench -- --smoke', () => {
+  const out = mkdtempSync(join(tmpdir(), 'drawchat-bench-smoke-'));
+  let running: number | undefined;
+  afterAll(() => {
+    killGroup(running);
+    rmSync(out, { recursive: true, force: true });
+  });
+
+  it('[issue 5] runs every scenario against draw-chat and the baselines and writes a well-formed result', async () => {
+    // Its own process group, so a run that hangs is killed with every server and client process it started.
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--smoke', '--out', out], {
+      cwd: ROOT,
+      env: { ...process.env, FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    running = child.pid;
+    const output: string[] = [];
+    child.stdout.setEncoding('utf8').on('data', (c: string) => output.push(c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => output.push(c));
+    // The suite stops its servers and client processes itself; a hung run is killed (its process group too).
+    const timer = setTimeout(() => killGroup(child.pid), 170_000);
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    clearTimeout(timer);
+    running = undefined;
+    expect(code, output.join('').slice(-4000)).toBe(0);
+
+    const files = readdirSync(out);
+    const json = files.find((f) => f.startsWith('smoke-') && f.endsWith('.json'));
+    expect(json, files.join(', ')).toBeDefined();
+    expect(files).toContain(json!.replace(/\.json$/, '.md'));
+    expect(files).toContain(json!.replace(/\.json$/, '.html'));
+    const result = JSON.parse(readFileSync(join(out, json!), 'utf8'));
+
+    expect(result).toMatchObject({ suite: 'draw-chat bench', mode: 'smoke', complete: true });
+    expect(result.machine.cpus).toBeGreaterThan(0);
+    for (const s of SCENARIOS) expect(result.scenarios, `scenario ${s}`).toHaveProperty(s);
+    for (const t of FANOUT_TARGETS) {
+      const run = result.scenarios.fanout.runs[t];
+      expect(run, `fan-out target ${t}`).toBeDefined();
+      expect(run.handshakes.ok).toBeGreaterThan(0);
+      expect(run.steps.length).toBeGreaterThan(0);
+    }
+    const bad: string[] = [];
+    finiteNumbers(result, 'result', bad);
+    expect(bad).toEqual([]);
+
+    // Every target of the issue has a verdict; the ratio ones have their ratio computed.
+    const ids = result.verdicts.map((v: { id: string }) => v.id);
+    for (const id of [
+      'fanout-vs-ws-batch',
+      'fanout-vs-socketio',
+      'memory-vs-ws',
+      'handshakes-vs-ws-rs256',
+      'hearts-rate',
+      'hearts-updates',
+      'storm-resume',
+      'storm-queries',
+      'storm-signatures',
+      'ingest-sqlite',
+      'ingest-postgres',
+      'scale-two-nodes',
+      'history-sqlite',
+      'history-postgres',
+    ]) {
+      expect(ids, id).toContain(id);
+    }
+    for (const v of result.verdicts) {
+      expect(['pass', 'miss', 'skipped']).toContain(v.verdict);
+      if (
+        v.verdict !== 'skipped' &&
+        [
+          'fanout-vs-ws-batch',
+          'fanout-vs-socketio',
+          'memory-vs-ws',
+          'handshakes-vs-ws-rs256',
+          'scale-two-nodes',
+        ].includes(v.id)
+      ) {
+        expect(typeof v.ratio, v.id).toBe('number');
+        expect(Number.isFinite(v.ratio), v.id).toBe(true);
+      }
+    }
+  }, 180_000);
+});
