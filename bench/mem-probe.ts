@@ -2,6 +2,7 @@
 import { writeHeapSnapshot } from 'node:v8';
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
+import { fork } from 'node:child_process';
 import { startServer } from '../test/support/server.js';
 const N = 2000;
 const t = await startServer({ env: { LOG_LEVEL: 'warn', LIVE_CHAT_MAX_CONNECTS_PER_ADDRESS_PER_MINUTE: '100000000' } });
@@ -21,15 +22,16 @@ function snap(): Map<string, { n: number; size: number }> {
   return m;
 }
 const before = snap();
-const socks: WebSocket[] = [];
 const url = t.url.replace('http', 'ws');
-for (let i = 0; i < N; i += 100) await Promise.all(tokens.slice(i, i + 100).map((tok) => new Promise<void>((r) => { const ws = new WebSocket(`${url}/live-chat/ws/${sid}?token=${tok}&batch=1`); socks.push(ws); ws.once('message', () => r()); })));
+const child = fork(new URL('./mem-client.ts', import.meta.url).pathname, [url, String(sid)], { execArgv: ['--import', 'tsx'] });
+child.send(tokens);
+await new Promise((r) => child.once('message', r));
 await new Promise((r) => setTimeout(r, 2500));
 const after = snap();
 const rows = [...after].map(([k, v]) => ({ k, dn: v.n - (before.get(k)?.n ?? 0), ds: v.size - (before.get(k)?.size ?? 0) })).filter((r) => r.ds > 0).sort((a, b) => b.ds - a.ds);
 const total = rows.reduce((a, r) => a + r.ds, 0);
 console.log('heap growth per connection (bytes):', (total / N).toFixed(0));
 for (const r of rows.slice(0, 25)) console.log(String((r.ds / N).toFixed(0)).padStart(6), String((r.dn / N).toFixed(2)).padStart(6), r.k);
-for (const s of socks) s.terminate();
+child.kill();
 await t.close();
 process.exit(0);

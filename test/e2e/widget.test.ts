@@ -89,7 +89,7 @@ describe.skipIf(!haveChromium && !ci)('the chat widget in Chromium', { timeout: 
   const items = (page: Page) => page.getByRole('list', { name: 'Chat messages' }).getByRole('listitem');
   const item = (page: Page, text: string) => items(page).filter({ hasText: text });
   const text = (page: Page, label: string) => page.getByLabel(label, { exact: true }).textContent();
-  const poll = <T>(fn: () => Promise<T> | T) => expect.poll(fn, { timeout: 10_000, interval: 50 });
+  const poll = <T>(fn: () => Promise<T> | T) => expect.poll(fn, { timeout: 20_000, interval: 50 });
 
   async function say(page: Page, message: string, how: 'enter' | 'click' = 'enter') {
     await input(page).fill(message);

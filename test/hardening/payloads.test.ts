@@ -407,7 +407,7 @@ describe('payloads (issue 6)', () => {
     if (outcomes.postgres) expect(outcomes.postgres).toEqual(outcomes.sqlite);
   });
 
-  it('[H-PAY-07] NUL is refused the same way on SQLite and PostgreSQL: in messages, client_msg_id, display names, user ids, winners and token names — never a 500', async () => {
+  it('[H-PAY-07] NUL is refused the same way on SQLite and PostgreSQL: in messages, client_msg_id, display names, user ids, winners and dev-token names — never a 500', async () => {
     const results: Record<string, Array<[string, number | string]>> = {};
     for (const b of backends) {
       const user = await b.node.token('pay-nul');
