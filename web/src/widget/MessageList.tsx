@@ -24,6 +24,12 @@ interface Props {
 export function MessageList({ snap, now, empty, onToggleLike, onRetry, onDiscard, sentTick }: Props) {
   const scroller = useRef<HTMLElement>(null);
   const atBottom = useRef(true);
+  /**
+   * `scrollTop` when the list was last at the bottom. The scroll event comes a frame after the viewer scrolls, so
+   * a message arriving in between would find `atBottom` still set and pull the viewer back down: a `scrollTop`
+   * above this says they left the bottom even before the event does.
+   */
+  const bottomTop = useRef(0);
   const [unseen, setUnseen] = useState(0);
   const lastId = useRef(0);
   const messages = snap.messages;
@@ -35,6 +41,7 @@ export function MessageList({ snap, now, empty, onToggleLike, onRetry, onDiscard
     if (!el) return;
     el.scrollTo({ top: el.scrollHeight, behavior: smooth ? 'smooth' : 'auto' });
     atBottom.current = true;
+    bottomTop.current = smooth ? 0 : el.scrollTop;
     setUnseen(0);
   }, []);
 
@@ -42,7 +49,26 @@ export function MessageList({ snap, now, empty, onToggleLike, onRetry, onDiscard
     const el = scroller.current;
     if (!el) return;
     atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight <= STICKY_PX;
-    if (atBottom.current) setUnseen(0);
+    if (atBottom.current) {
+      bottomTop.current = el.scrollTop;
+      setUnseen(0);
+    }
+  }, []);
+
+  /** Keeps the bottom in view if the viewer is there (see `bottomTop`); says whether they are. */
+  const stick = useCallback((): boolean => {
+    const el = scroller.current;
+    if (!el) return atBottom.current;
+    // Above where the bottom was, and not because the list got shorter or taller (then the browser moved
+    // scrollTop to the new end itself).
+    const maxTop = el.scrollHeight - el.clientHeight;
+    if (atBottom.current && el.scrollTop < bottomTop.current - STICKY_PX && el.scrollTop < maxTop - STICKY_PX)
+      atBottom.current = false;
+    if (atBottom.current) {
+      el.scrollTop = el.scrollHeight;
+      bottomTop.current = el.scrollTop;
+    }
+    return atBottom.current;
   }, []);
 
   // Before paint: keep the bottom in view, or count what arrived while the viewer reads further up.
@@ -51,10 +77,7 @@ export function MessageList({ snap, now, empty, onToggleLike, onRetry, onDiscard
     const newest = messages.at(-1)?.id ?? 0;
     const arrived = lastId.current === 0 ? 0 : messages.filter((m) => m.id > lastId.current).length;
     lastId.current = Math.max(lastId.current, newest);
-    if (atBottom.current) {
-      const el = scroller.current;
-      if (el) el.scrollTop = el.scrollHeight;
-    } else if (arrived > 0) {
+    if (!stick() && arrived > 0) {
       setUnseen((n) => n + arrived);
     }
   }, [messages, snap.pending]);
@@ -67,12 +90,10 @@ export function MessageList({ snap, now, empty, onToggleLike, onRetry, onDiscard
   useEffect(() => {
     const el = scroller.current;
     if (!el || typeof ResizeObserver === 'undefined') return;
-    const observer = new ResizeObserver(() => {
-      if (atBottom.current) el.scrollTop = el.scrollHeight;
-    });
+    const observer = new ResizeObserver(() => stick());
     observer.observe(el);
     return () => observer.disconnect();
-  }, []);
+  }, [stick]);
 
   const nothing = messages.length === 0 && snap.pending.length === 0;
   return (
