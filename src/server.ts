@@ -40,6 +40,9 @@ export interface DrawChatServer {
   close(): Promise<void>;
 }
 
+/** Pending connections the kernel may hold for us before `accept` (see `listen`). */
+const LISTEN_BACKLOG = 8192;
+
 export function createLogger(settings: Settings): Logger {
   return pino({
     level: settings.logLevel,
@@ -131,7 +134,10 @@ export async function createServer(settings: Settings, options: ServerOptions = 
       settings,
       clock,
       async listen() {
-        return app.listen({ host: settings.host, port: settings.port });
+        // A reconnect storm brings thousands of connections in a second. Node's default accept queue (511) then
+        // overflows and the kernel drops handshakes, which clients retry after 1, 3, 7, 15… s: a long tail of
+        // viewers without chat. The kernel caps this at net.core.somaxconn (docs/DEPLOYMENT.md).
+        return app.listen({ host: settings.host, port: settings.port, backlog: LISTEN_BACKLOG });
       },
       close() {
         closing ??= app.close();

@@ -447,13 +447,17 @@ export class ChatService {
     const key = `${identity.claimName}\u0000${identity.claimPicture}\u0000${identity.fallbackName}\u0000${identity.isHost}`;
     const cached = this.#users.get(identity.userId);
     if (cached && cached.key === key && cached.until > now) return cached.user;
-    const record = await this.#deps.store.upsertUserFromClaims({
+    const claims = {
       id: identity.userId,
       claimName: identity.claimName,
       claimPicture: identity.claimPicture,
       fallbackName: identity.fallbackName,
       at: now,
-    });
+    };
+    // A read, not a write, on the handshake path: a returning user whose claims did not change costs no write,
+    // and new or changed claims ride with the next group commit instead of a transaction (an fsync) each.
+    const { user: record, write } = await this.#deps.store.previewUserFromClaims(claims);
+    if (write) this.#queue.user(claims);
     const user: ChatUser = {
       userId: record.id,
       username: record.username,

@@ -56,6 +56,13 @@ export class CommitQueue {
     this.#schedule();
   }
 
+  /** A user's claims are written with the next batch; nobody waits for it (see `previewUserFromClaims`). */
+  user(input: WriteBatch['users'][number]): void {
+    if (this.#closed) return;
+    this.#batch.users.push(input);
+    this.#schedule();
+  }
+
   /** Resolves when everything submitted so far is committed (or failed). */
   async drain(): Promise<void> {
     while (this.#inFlight || this.#scheduled || !isEmpty(this.#batch)) {
@@ -110,7 +117,11 @@ export class CommitQueue {
         result = await this.store.write(batch);
         this.onTiming(
           performance.now() - started,
-          batch.messages.length + batch.hearts.length + batch.messageLikes.length + batch.viewers.length,
+          batch.messages.length +
+            batch.hearts.length +
+            batch.messageLikes.length +
+            batch.viewers.length +
+            batch.users.length,
         );
       } catch (err) {
         this.onError(err, batch);
@@ -139,9 +150,11 @@ export class CommitQueue {
 }
 
 function emptyBatch(): WriteBatch {
-  return { messages: [], hearts: [], messageLikes: [], viewers: [] };
+  return { messages: [], hearts: [], messageLikes: [], viewers: [], users: [] };
 }
 
 function isEmpty(b: WriteBatch): boolean {
-  return b.messages.length + b.hearts.length + b.messageLikes.length + b.viewers.length === 0;
+  return (
+    b.messages.length + b.hearts.length + b.messageLikes.length + b.viewers.length + b.users.length === 0
+  );
 }

@@ -160,17 +160,26 @@ class SocketSession {
   readonly #openedAt = Date.now();
   readonly #sessionId: number | undefined;
   readonly #batch: boolean;
+  readonly #ip: string;
+  /**
+   * What `#open` needs of the upgrade request, copied so that the request itself (Fastify's request and reply,
+   * Node's IncomingMessage with every header) is not kept alive for the hours a socket stays open. Dropped once
+   * the socket is open.
+   */
+  #handshake: { origin?: string; host?: string; query: Record<string, unknown> } | undefined;
 
   constructor(
     readonly id: number,
     readonly ws: WebSocket,
-    readonly request: FastifyRequest,
+    request: FastifyRequest,
     readonly deps: WsDeps,
   ) {
     const sid = (request.params as { session_id?: string }).session_id ?? '';
     this.#sessionId = /^[1-9]\d{0,14}$/.test(sid) ? Number(sid) : undefined;
     const query = request.query as Record<string, unknown>;
     this.#batch = query.batch === '1' || query.batch === 'true';
+    this.#ip = request.ip;
+    this.#handshake = { origin: request.headers.origin, host: request.headers.host, query };
     this.#frames = new TokenBucketLimiter(FRAME_BURST, FRAMES_PER_SECOND, deps.clock);
     this.#pings = new TokenBucketLimiter(PING_BURST, PINGS_PER_SECOND, deps.clock);
   }
@@ -204,12 +213,13 @@ class SocketSession {
 
   async #open(): Promise<void> {
     const { settings, service, auth } = this.deps;
-    const headers = this.request.headers;
-    if (!originAllowed(headers.origin, headers.host, settings.corsOrigins)) {
+    const handshake = this.#handshake!;
+    this.#handshake = undefined;
+    if (!originAllowed(handshake.origin, handshake.host, settings.corsOrigins)) {
       return this.#refuse(CloseCode.POLICY, 'origin not allowed');
     }
     if (!settings.enabled) return this.#refuse(CloseCode.CHAT_CLOSED, 'chat disabled');
-    const query = this.request.query as Record<string, unknown>;
+    const query = handshake.query;
     const token = typeof query.token === 'string' ? query.token : '';
     if (token === '') return this.#refuse(CloseCode.UNAUTHORIZED, 'token required');
     let user: ChatUser;
@@ -287,7 +297,7 @@ class SocketSession {
         session: sessionId,
         since,
         batch: this.#batch,
-        ip: this.request.ip,
+        ip: this.#ip,
       },
       'websocket open',
     );
@@ -302,7 +312,7 @@ class SocketSession {
 
   #refuse(code: number, reason: string): void {
     if (this.#closed) return;
-    this.deps.log.info({ conn: this.id, code, reason, ip: this.request.ip }, 'websocket refused');
+    this.deps.log.info({ conn: this.id, code, reason, ip: this.#ip }, 'websocket refused');
     this.ws.close(code, reason);
   }
 
@@ -359,7 +369,7 @@ class SocketSession {
   #abuse(reason: string): void {
     if (this.#closed) return;
     this.deps.log.warn(
-      { conn: this.id, user: this.#user?.userId, ip: this.request.ip, reason },
+      { conn: this.id, user: this.#user?.userId, ip: this.#ip, reason },
       'abusive client closed',
     );
     this.ws.close(CloseCode.POLICY, reason);

@@ -49,7 +49,7 @@ export function openDatabase(url: string): OpenDatabase {
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
     return {
-      db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }),
+      db: new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) }),
       dialect: 'sqlite',
     };
   }
@@ -84,4 +84,33 @@ export function openDatabase(url: string): OpenDatabase {
     return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), dialect: 'postgres' };
   }
   throw new Error('DATABASE_URL must be sqlite:<path> or postgres://…');
+}
+
+/** Prepared statements kept per SQL text: Kysely prepares every query again, which costs more than a small read. */
+const STATEMENT_CACHE = 256;
+
+/**
+ * better-sqlite3 behind Kysely, with its statements reused. A statement is only busy while it is iterated, which
+ * the store never does (Kysely's `stream()` is unused), so sharing one statement between queries is safe. The
+ * cache is bounded (queries with `IN (…)` lists of many lengths have many texts): oldest out first.
+ */
+function withStatementCache(sqlite: SqliteDatabase.Database): {
+  prepare(sql: string): SqliteDatabase.Statement;
+  close(): void;
+} {
+  const cache = new Map<string, SqliteDatabase.Statement>();
+  return {
+    prepare(sql) {
+      let stmt = cache.get(sql);
+      if (stmt) return stmt;
+      stmt = sqlite.prepare(sql);
+      if (cache.size >= STATEMENT_CACHE) cache.delete(cache.keys().next().value!);
+      cache.set(sql, stmt);
+      return stmt;
+    },
+    close() {
+      cache.clear();
+      sqlite.close();
+    },
+  };
 }

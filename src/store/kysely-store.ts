@@ -190,6 +190,60 @@ export class KyselyChatStore implements ChatStore {
     return toUser(row);
   }
 
+  async previewUserFromClaims(input: UserClaimsInput): Promise<{ user: UserRecord; write: boolean }> {
+    const row = await this.db.selectFrom('users').selectAll().where('id', '=', input.id).executeTakeFirst();
+    const write =
+      !row ||
+      row.claim_name !== input.claimName ||
+      row.claim_picture !== input.claimPicture ||
+      row.fallback_name !== input.fallbackName;
+    const at = iso(input.at);
+    const after: UserRow = {
+      id: input.id,
+      claim_name: input.claimName,
+      claim_picture: input.claimPicture,
+      profile_name: row?.profile_name ?? null,
+      profile_pic: row?.profile_pic ?? null,
+      fallback_name: input.fallbackName,
+      created_at: row?.created_at ?? at,
+      updated_at: write ? at : row!.updated_at,
+    };
+    return { user: toUser(after), write };
+  }
+
+  async #applyUsers(trx: Kysely<Database>, users: WriteBatch['users']): Promise<void> {
+    if (users.length === 0) return;
+    // One row per id (PostgreSQL's ON CONFLICT touches a row once per statement), in id order so that two
+    // nodes' batches lock the rows they share in the same order.
+    const latest = new Map(users.map((u) => [u.id, u]));
+    const ordered = [...latest.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    for (const part of chunks(ordered)) {
+      await trx
+        .insertInto('users')
+        .values(
+          part.map((u) => ({
+            id: u.id,
+            claim_name: u.claimName,
+            claim_picture: u.claimPicture,
+            profile_name: null,
+            profile_pic: null,
+            fallback_name: u.fallbackName,
+            created_at: iso(u.at),
+            updated_at: iso(u.at),
+          })),
+        )
+        .onConflict((oc) =>
+          oc.column('id').doUpdateSet((eb) => ({
+            claim_name: eb.ref('excluded.claim_name'),
+            claim_picture: eb.ref('excluded.claim_picture'),
+            fallback_name: eb.ref('excluded.fallback_name'),
+            updated_at: eb.ref('excluded.updated_at'),
+          })),
+        )
+        .execute();
+    }
+  }
+
   async setUserProfile(
     id: string,
     profile: { username?: string; profilePic?: string | null },
@@ -323,7 +377,8 @@ export class KyselyChatStore implements ChatStore {
       batch.messages.length === 0 &&
       batch.hearts.length === 0 &&
       batch.messageLikes.length === 0 &&
-      batch.viewers.length === 0
+      batch.viewers.length === 0 &&
+      batch.users.length === 0
     ) {
       return { messages: [], hearts: [], messageLikes: [], versions: [] };
     }
@@ -395,6 +450,7 @@ export class KyselyChatStore implements ChatStore {
       }));
       const messageLikes = await this.#applyMessageLikes(trx, batch.messageLikes, likedSessions);
       await this.#applyViewers(trx, batch.viewers);
+      await this.#applyUsers(trx, batch.users);
       return { messages, hearts, messageLikes, versions };
     });
   }

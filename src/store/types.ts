@@ -65,6 +65,11 @@ export interface WriteBatch {
   messageLikes: Array<{ messageId: number; userId: string; liked: boolean; at: number }>;
   /** Viewer presence changes for `live_chat_viewers`, applied in order. */
   viewers: Array<{ sessionId: number; userId: string; active: boolean; at: number }>;
+  /**
+   * Users first seen, or whose token claims changed (see `previewUserFromClaims`): upserted like
+   * `upsertUserFromClaims`, the last entry per id wins.
+   */
+  users: UserClaimsInput[];
 }
 
 export interface WriteBatchResult {
@@ -119,6 +124,11 @@ export interface ChatStore {
   close(): Promise<void>;
 
   upsertUserFromClaims(input: UserClaimsInput): Promise<UserRecord>;
+  /**
+   * The user as `upsertUserFromClaims` would leave it, read without writing; `write` says whether the stored row
+   * differs from the claims (or is missing), i.e. whether the upsert still has to be done (in a `WriteBatch`).
+   */
+  previewUserFromClaims(input: UserClaimsInput): Promise<{ user: UserRecord; write: boolean }>;
   /** Sets the backend profile (fields left undefined stay as they are; null clears the picture). */
   setUserProfile(
     id: string,

@@ -37,7 +37,7 @@ async function openTarget(dialect: 'sqlite' | 'postgres'): Promise<Target> {
 }
 
 function batch(part: Partial<WriteBatch>): WriteBatch {
-  return { messages: [], hearts: [], messageLikes: [], viewers: [], ...part };
+  return { messages: [], hearts: [], messageLikes: [], viewers: [], users: [], ...part };
 }
 
 function msg(
@@ -213,6 +213,52 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
           profilePic: null,
         });
         expect(await store.getUser('nobody')).toBeUndefined();
+      });
+
+      it('previewUserFromClaims reads without writing and says when the claims still have to be written; a batch writes them', async () => {
+        const erin = { id: 'erin', claimName: 'Erin', claimPicture: null, fallbackName: 'erin', at: BASE };
+        // Never seen: the user as the upsert would leave it, nothing stored yet.
+        expect(await store.previewUserFromClaims(erin)).toEqual({
+          user: { id: 'erin', username: 'Erin', profilePic: null },
+          write: true,
+        });
+        expect(await store.getUser('erin')).toBeUndefined();
+        // The same id twice in one batch (two nodes' worth of claims): the last one wins, no conflict error.
+        await store.write(
+          batch({
+            users: [
+              { ...erin, claimName: 'Old Erin' },
+              { ...erin, claimPicture: 'https://e/1.png' },
+            ],
+          }),
+        );
+        expect(await store.getUser('erin')).toEqual({
+          id: 'erin',
+          username: 'Erin',
+          profilePic: 'https://e/1.png',
+        });
+        // Unchanged claims: nothing to write. Changed ones: the preview shows them, the row is untouched.
+        const same = { ...erin, claimPicture: 'https://e/1.png', at: BASE + 5 };
+        expect((await store.previewUserFromClaims(same)).write).toBe(false);
+        await store.setUserProfile(
+          'erin',
+          { username: 'Erin (backend)', profilePic: 'https://b/e.png' },
+          BASE,
+        );
+        const nameless = { ...same, claimName: null, claimPicture: null };
+        expect(await store.previewUserFromClaims(nameless)).toEqual({
+          user: { id: 'erin', username: 'Erin (backend)', profilePic: 'https://b/e.png' },
+          write: true,
+        });
+        expect((await store.getUser('erin'))!.username).toBe('Erin');
+        // Written in a batch, the claims keep the backend profile, as upsertUserFromClaims does.
+        await store.write(batch({ users: [nameless] }));
+        expect(await store.getUser('erin')).toEqual({
+          id: 'erin',
+          username: 'Erin (backend)',
+          profilePic: 'https://b/e.png',
+        });
+        expect((await store.previewUserFromClaims(nameless)).write).toBe(false);
       });
     });
 
