@@ -1,0 +1,73 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CommitQueue } from '../../src/chat/commit-queue.js';
+import { createChatStore } from '../../src/store/kysely-store.js';
+import type { ChatStore, WriteBatch } from '../../src/store/types.js';
+
+const BASE = Date.parse('2030-01-01T00:00:00.000Z');
+const HOUR = 3_600_000;
+
+describe('CommitQueue on SQLite', () => {
+  let dir: string;
+  let store: ChatStore;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'drawchat-queue-'));
+    store = createChatStore(`sqlite:${join(dir, 'chat.db')}`);
+    await store.migrate();
+  });
+  afterAll(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('writes user claims arriving one per turn (a crowd of handshakes) in a few transactions, not one each', async () => {
+    const batches: WriteBatch[] = [];
+    const queue = new CommitQueue(
+      store,
+      (batch) => batches.push(batch),
+      (err) => {
+        throw err;
+      },
+      Date.now,
+      () => {},
+      50,
+    );
+    for (let i = 0; i < 200; i++) {
+      queue.user({
+        id: `crowd-${i}`,
+        claimName: `Crowd ${i}`,
+        claimPicture: null,
+        fallbackName: 'c',
+        at: BASE,
+      });
+      await new Promise((r) => setImmediate(r));
+    }
+    await new Promise((r) => setTimeout(r, 120));
+    expect(batches.length).toBeGreaterThan(0);
+    expect(batches.length).toBeLessThanOrEqual(10);
+    expect(batches.reduce((n, b) => n + b.users.length, 0)).toBe(200);
+    expect(await store.getUser('crowd-199')).toEqual({
+      id: 'crowd-199',
+      username: 'Crowd 199',
+      profilePic: null,
+    });
+
+    // Anything else committed takes the waiting claims along at once; drain writes what is left.
+    const drawTime = BASE + 10 * HOUR;
+    const session = await store.ensureSession({
+      drawTime,
+      startsAt: drawTime - HOUR,
+      endsAt: drawTime + HOUR,
+    });
+    batches.length = 0;
+    queue.user({ id: 'late', claimName: 'Late', claimPicture: null, fallbackName: 'l', at: BASE });
+    await queue.hearts(session.id, 1);
+    expect(batches).toHaveLength(1);
+    expect(batches[0]!.users.map((u) => u.id)).toEqual(['late']);
+    queue.user({ id: 'last', claimName: 'Last', claimPicture: null, fallbackName: 'l', at: BASE });
+    await queue.close();
+    expect(await store.getUser('last')).toEqual({ id: 'last', username: 'Last', profilePic: null });
+  });
+});
