@@ -24,7 +24,7 @@ import { chatRoutes } from './routes/chat.js';
 import { devRoutes } from './routes/dev.js';
 import { opsRoutes } from './routes/ops.js';
 import { pageRoutes } from './routes/page.js';
-import { WS_PATH, wsRoutes } from './ws.js';
+import { onSocketError, WS_PATH, wsRoutes } from './ws.js';
 
 export interface AppDeps {
   settings: Settings;
@@ -166,13 +166,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   };
   await app.register(fastifyWebsocket, {
     options: wsServerOptions,
-    errorHandler: (error, socket, request) => {
-      // Peers that vanish mid-frame are routine; anything else is worth a line.
-      request.log.debug({ err: error }, 'websocket error');
-      // After a protocol error (1009 too large, 1007 bad UTF-8) `ws` is already sending its close frame:
-      // let it finish (it destroys the socket itself after its close timeout) so the peer sees the code.
-      if (socket.readyState !== socket.CLOSING) socket.terminate();
-    },
+    // Until our route handler takes the socket over (src/http/ws.ts `releaseUpgradeRequest`).
+    errorHandler: (error, socket, request) => onSocketError(socket, error, request.log),
     preClose: async function (this: FastifyInstance) {
       draining = true;
       for (const socket of pendingUpgrades.keys()) socket.destroy();

@@ -1,3 +1,5 @@
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import type { ChatService, ChatUser, Log } from '../chat/chat-service.js';
@@ -137,11 +139,35 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
       },
     },
     (socket, request) => {
+      releaseUpgradeRequest(socket, request, deps.log);
       alive.set(socket, true);
       socket.on('pong', () => alive.set(socket, true));
       new SocketSession(nextConnId++, socket, request, deps).start();
     },
   );
+}
+
+/** What a socket error does: a line at debug (peers vanish mid-frame all the time), and the socket goes. */
+export function onSocketError(ws: WebSocket, err: Error, log: Pick<Log, 'debug'>): void {
+  log.debug({ err }, 'websocket error');
+  // After a protocol error (1009 too large, 1007 bad UTF-8) `ws` is already sending its close frame: let it
+  // finish (it destroys the socket itself after its close timeout) so the peer sees the code.
+  if (ws.readyState !== ws.CLOSING) ws.terminate();
+}
+
+/**
+ * An open WebSocket must not keep its upgrade request alive for the hours it stays open: Node's request with
+ * every header and the token-bearing URL, Fastify's request and reply (about 5 KB a connection). Two things of
+ * @fastify/websocket held them: the HTTP response it attaches to every upgrading TCP socket (to answer refused
+ * ones), and its socket 'error' listener, which closes over request and reply. The response is detached and the
+ * listener replaced by an equivalent one (`onSocketError`, as the plugin's `errorHandler` in app.ts).
+ */
+function releaseUpgradeRequest(ws: WebSocket, request: FastifyRequest, log: Log): void {
+  const socket = request.raw.socket as (Socket & { _httpMessage?: ServerResponse | null }) | null;
+  const response = socket?._httpMessage;
+  if (socket && response && typeof response.detachSocket === 'function') response.detachSocket(socket);
+  ws.removeAllListeners('error');
+  ws.on('error', (err) => onSocketError(ws, err, log));
 }
 
 /** A heart as the client library and the widget send it (`JSON.stringify({ type: 'like' })`). */
