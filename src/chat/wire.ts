@@ -3,6 +3,17 @@ import type { SessionRecord, StoredMessage } from '../store/types.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+/** `created_at` of a stored message, formatted once: every `init` sends the recent ones again. */
+const createdAtText = new WeakMap<StoredMessage, string>();
+function createdAt(m: StoredMessage): string {
+  let text = createdAtText.get(m);
+  if (text === undefined) {
+    text = iso(m.createdAt);
+    createdAtText.set(m, text);
+  }
+  return text;
+}
+
 /** A stored message as it goes on the wire. `is_winner` is live: it follows the session's winners. */
 export function toWireMessage(
   m: StoredMessage,
@@ -18,7 +29,7 @@ export function toWireMessage(
     is_winner: winners.has(m.userId),
     is_host: m.isHost,
     message: m.message,
-    created_at: iso(m.createdAt),
+    created_at: createdAt(m),
     likes: m.likes,
   };
   if (m.clientMsgId !== null) out.client_msg_id = m.clientMsgId;
