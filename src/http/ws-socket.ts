@@ -8,6 +8,20 @@ const CLOSE_GRACE_MS = 5_000;
 const MAX_ENCODED = 256;
 const encoded = new Map<string, Buffer>();
 let clearScheduled = false;
+/** The frames of the current corked tick, as one buffer of complete WebSocket frames (see `framed`). */
+let lastTexts: readonly string[] | undefined;
+let lastFramed: Buffer | undefined;
+
+function scheduleClear(): void {
+  if (clearScheduled) return;
+  clearScheduled = true;
+  setImmediate(() => {
+    clearScheduled = false;
+    encoded.clear();
+    lastTexts = undefined;
+    lastFramed = undefined;
+  });
+}
 
 /**
  * The UTF-8 bytes of a text frame, encoded once per turn of the event loop however many sockets it goes to.
@@ -20,22 +34,72 @@ function utf8(text: string): Buffer {
     bytes = Buffer.from(text);
     if (encoded.size >= MAX_ENCODED) encoded.clear();
     encoded.set(text, bytes);
-    if (!clearScheduled) {
-      clearScheduled = true;
-      setImmediate(() => {
-        clearScheduled = false;
-        encoded.clear();
-      });
-    }
+    scheduleClear();
   }
   return bytes;
 }
 
+/** A final, unmasked text frame's header (RFC 6455 §5.2) for a payload of `length` bytes. */
+function header(length: number): Buffer {
+  if (length < 126) return Buffer.from([0x81, length]);
+  if (length < 65536) return Buffer.from([0x81, 126, length >> 8, length & 0xff]);
+  const h = Buffer.alloc(10);
+  h[0] = 0x81;
+  h[1] = 127;
+  h.writeUIntBE(length, 4, 6);
+  return h;
+}
+
+/**
+ * Several text frames as one buffer of complete WebSocket frames, built once per tick: the hub hands every
+ * socket of a room the same strings in the same order, so after the first socket it is a lookup.
+ */
+function framed(texts: readonly string[]): Buffer {
+  const last = lastTexts;
+  if (last && lastFramed && last.length === texts.length && last.every((t, i) => t === texts[i])) {
+    return lastFramed;
+  }
+  const parts: Buffer[] = [];
+  for (const t of texts) {
+    const bytes = utf8(t);
+    parts.push(header(bytes.length), bytes);
+  }
+  lastTexts = texts;
+  lastFramed = Buffer.concat(parts);
+  scheduleClear();
+  return lastFramed;
+}
+
+interface WsInternals {
+  _socket?: { write(data: Buffer): boolean; cork(): void; uncork(): void };
+  _sender?: { _state?: number };
+  _extensions?: Record<string, unknown>;
+}
+
+/**
+ * The TCP socket under `ws`, when writing complete frames to it directly is the same as `ws.send`: the socket is
+ * open, no extension (compression) was negotiated, and ws's sender queues nothing (state 0, nothing being
+ * compressed or read from a Blob), so our bytes go out in order after whatever `ws` wrote before.
+ */
+function rawSocket(ws: WebSocket): WsInternals['_socket'] | undefined {
+  const w = ws as unknown as WsInternals;
+  if (ws.readyState !== ws.OPEN || !w._socket || w._sender?._state !== 0) return undefined;
+  if (w._extensions && Object.keys(w._extensions).length > 0) return undefined;
+  return w._socket;
+}
+
 /** Adapts a `ws` socket to the hub's minimal socket; `ws` types stop here. */
 export class WsHubSocket implements HubSocket {
+  /** Frames sent between `cork()` and `uncork()`: one tick's frames for a client without `batch=1`. */
+  #corked: string[] | undefined;
+
   constructor(private readonly ws: WebSocket) {}
 
   send(data: string): void {
+    if (this.#corked) {
+      this.#corked.push(data);
+      return;
+    }
     this.ws.send(utf8(data), { binary: false });
   }
 
@@ -57,10 +121,32 @@ export class WsHubSocket implements HubSocket {
   }
 
   cork(): void {
-    (this.ws as unknown as { _socket?: { cork(): void } })._socket?.cork();
+    this.#corked ??= [];
   }
 
+  /**
+   * Writes the corked frames in one system call: as one prepared buffer of frames, shared by every socket of
+   * the room, when the socket allows it (see `rawSocket`); else through `ws`, with the TCP socket corked.
+   */
   uncork(): void {
-    (this.ws as unknown as { _socket?: { uncork(): void } })._socket?.uncork();
+    const texts = this.#corked;
+    this.#corked = undefined;
+    if (!texts || texts.length === 0) return;
+    if (texts.length === 1) {
+      this.ws.send(utf8(texts[0]!), { binary: false });
+      return;
+    }
+    const raw = rawSocket(this.ws);
+    if (raw) {
+      raw.write(framed(texts));
+      return;
+    }
+    const socket = (this.ws as unknown as WsInternals)._socket;
+    socket?.cork();
+    try {
+      for (const t of texts) this.ws.send(utf8(t), { binary: false });
+    } finally {
+      socket?.uncork();
+    }
   }
 }
