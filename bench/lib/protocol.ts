@@ -80,8 +80,9 @@ export interface FinalStats {
   fullReceivedMin: number;
   fullReceivedMax: number;
   /**
-   * `session_like_update` events per viewer: the most one viewer got in one wall-clock second, and the highest
-   * update frequency of a viewer (updates after its first, over the time from its first to its last).
+   * `session_like_update` events per viewer: the most one viewer got in one wall-clock second (transport jitter
+   * can put two of them in one), and the highest average rate of a viewer from the first heart until the figures
+   * were read.
    */
   likeUpdatesMaxPerSecond: number;
   likeUpdatesMaxAvgPerSecond: number;
