@@ -6,6 +6,7 @@ const CLOSE_GRACE_MS = 5_000;
 
 /** At most this many distinct frames are kept encoded at once (a tick rarely has more than a few). */
 const MAX_ENCODED = 256;
+/** Text → the complete WebSocket frame carrying it (header and UTF-8 payload), for this turn of the event loop. */
 const encoded = new Map<string, Buffer>();
 let clearScheduled = false;
 /** The frames of the current corked tick, as one buffer of complete WebSocket frames (see `framed`). */
@@ -23,31 +24,46 @@ function scheduleClear(): void {
   });
 }
 
-/**
- * The UTF-8 bytes of a text frame, encoded once per turn of the event loop however many sockets it goes to.
- * The hub hands the same string to every socket of a room; `ws` would encode it again for each of them (and a
- * Buffer is written without a copy: server frames are not masked).
- */
-function utf8(text: string): Buffer {
-  let bytes = encoded.get(text);
-  if (bytes === undefined) {
-    bytes = Buffer.from(text);
-    if (encoded.size >= MAX_ENCODED) encoded.clear();
-    encoded.set(text, bytes);
-    scheduleClear();
-  }
-  return bytes;
+/** Size of a final, unmasked text frame's header (RFC 6455 §5.2) for a payload of `length` bytes. */
+function headerBytes(length: number): number {
+  return length < 126 ? 2 : length < 65536 ? 4 : 10;
 }
 
-/** A final, unmasked text frame's header (RFC 6455 §5.2) for a payload of `length` bytes. */
-function header(length: number): Buffer {
-  if (length < 126) return Buffer.from([0x81, length]);
-  if (length < 65536) return Buffer.from([0x81, 126, length >> 8, length & 0xff]);
-  const h = Buffer.alloc(10);
-  h[0] = 0x81;
-  h[1] = 127;
-  h.writeUIntBE(length, 4, 6);
-  return h;
+/**
+ * The complete WebSocket frame of a text, built once per turn of the event loop however many sockets it goes
+ * to: the hub hands the same string to every socket of a room, and `ws` would encode it to UTF-8, make a header
+ * and write the two in a corked `writev` for each of them. Server frames are not masked, so the bytes are the
+ * same for every socket, and one `write` of them is all a socket needs.
+ */
+function frameOf(text: string): Buffer {
+  let frame = encoded.get(text);
+  if (frame === undefined) {
+    const length = Buffer.byteLength(text);
+    const h = headerBytes(length);
+    frame = Buffer.allocUnsafe(h + length);
+    frame[0] = 0x81;
+    if (h === 2) frame[1] = length;
+    else if (h === 4) {
+      frame[1] = 126;
+      frame.writeUInt16BE(length, 2);
+    } else {
+      frame[1] = 127;
+      frame.writeUInt32BE(0, 2);
+      frame.writeUInt32BE(length, 6);
+    }
+    frame.write(text, h, 'utf8');
+    if (encoded.size >= MAX_ENCODED) encoded.clear();
+    encoded.set(text, frame);
+    scheduleClear();
+  }
+  return frame;
+}
+
+/** The UTF-8 payload of `frameOf(text)` (no copy), for `ws.send` where the socket cannot take raw frames. */
+function payloadOf(text: string): Buffer {
+  const frame = frameOf(text);
+  const len = frame[1]!;
+  return frame.subarray(len < 126 ? 2 : len === 126 ? 4 : 10);
 }
 
 /**
@@ -59,13 +75,8 @@ function framed(texts: readonly string[]): Buffer {
   if (last && lastFramed && last.length === texts.length && last.every((t, i) => t === texts[i])) {
     return lastFramed;
   }
-  const parts: Buffer[] = [];
-  for (const t of texts) {
-    const bytes = utf8(t);
-    parts.push(header(bytes.length), bytes);
-  }
   lastTexts = texts;
-  lastFramed = Buffer.concat(parts);
+  lastFramed = Buffer.concat(texts.map(frameOf));
   scheduleClear();
   return lastFramed;
 }
@@ -84,7 +95,7 @@ interface WsInternals {
 function rawSocket(ws: WebSocket): WsInternals['_socket'] | undefined {
   const w = ws as unknown as WsInternals;
   if (ws.readyState !== ws.OPEN || !w._socket || w._sender?._state !== 0) return undefined;
-  if (w._extensions && Object.keys(w._extensions).length > 0) return undefined;
+  for (const _ in w._extensions) return undefined;
   return w._socket;
 }
 
@@ -100,7 +111,9 @@ export class WsHubSocket implements HubSocket {
       this.#corked.push(data);
       return;
     }
-    this.ws.send(utf8(data), { binary: false });
+    const raw = rawSocket(this.ws);
+    if (raw) raw.write(frameOf(data));
+    else this.ws.send(payloadOf(data), { binary: false });
   }
 
   close(code: number, reason: string): void {
@@ -132,19 +145,15 @@ export class WsHubSocket implements HubSocket {
     const texts = this.#corked;
     this.#corked = undefined;
     if (!texts || texts.length === 0) return;
-    if (texts.length === 1) {
-      this.ws.send(utf8(texts[0]!), { binary: false });
-      return;
-    }
     const raw = rawSocket(this.ws);
     if (raw) {
-      raw.write(framed(texts));
+      raw.write(texts.length === 1 ? frameOf(texts[0]!) : framed(texts));
       return;
     }
     const socket = (this.ws as unknown as WsInternals)._socket;
     socket?.cork();
     try {
-      for (const t of texts) this.ws.send(utf8(t), { binary: false });
+      for (const t of texts) this.ws.send(payloadOf(t), { binary: false });
     } finally {
       socket?.uncork();
     }

@@ -38,8 +38,8 @@ interface Room {
   flushScheduled: boolean;
   /** Set while a flush waits for the end of the room's minimum gap between ticks. */
   flushTimer: NodeJS.Timeout | undefined;
-  /** When the last flush ended (ms, `performance.now()`), and what it cost: the next tick waits in proportion. */
-  lastFlushEnd: number;
+  /** When the last flush started (ms, `performance.now()`), and what it cost: the next tick waits in proportion. */
+  lastFlushStart: number;
   flushCostMs: number;
   /** Latest values of coalesced counters, sent at most every `countIntervalMs`. */
   totalLikes: number | undefined;
@@ -59,9 +59,10 @@ export interface HubOptions {
   /** A connection still initialising may hold this many frames before it is cut off. */
   maxPendingFrames?: number;
   /**
-   * Ticks of a busy room are spaced by `tickCostFactor` times what the previous tick cost (writing to every
-   * socket of the room), at most `maxTickMs`: a quiet or small room is written at once (end of this turn of the
-   * event loop), a big busy one gathers more events per tick instead of spending the whole loop on writes.
+   * A busy room's ticks start `tickCostFactor` (default 2) times what the previous tick cost (writing to every
+   * socket of the room) after it started, at most `maxTickMs` (default 100) after it, or when it ended if it cost
+   * more: a quiet or small room is written at once (end of this turn of the event loop), a big busy one gathers
+   * more events per tick, and writes take at most half of the event loop until ticks reach `maxTickMs`.
    */
   tickCostFactor?: number;
   maxTickMs?: number;
@@ -119,7 +120,7 @@ export class Hub {
     this.#countIntervalMs = options.countIntervalMs ?? 250;
     this.#maxBufferedBytes = options.maxBufferedBytes ?? 1024 * 1024;
     this.#maxPendingFrames = options.maxPendingFrames ?? 10_000;
-    this.#tickCostFactor = options.tickCostFactor ?? 1;
+    this.#tickCostFactor = options.tickCostFactor ?? 2;
     this.#maxTickMs = options.maxTickMs ?? 100;
     this.#joinBatchMs = options.joinBatchMs ?? 100;
     this.#leaveDelayMs = options.leaveDelayMs ?? 1500;
@@ -342,7 +343,7 @@ export class Hub {
         outbox: [],
         flushScheduled: false,
         flushTimer: undefined,
-        lastFlushEnd: 0,
+        lastFlushStart: 0,
         flushCostMs: 0,
         totalLikes: undefined,
         viewerCount: undefined,
@@ -370,7 +371,7 @@ export class Hub {
     if (room.flushScheduled) return;
     room.flushScheduled = true;
     const gap = Math.min(this.#maxTickMs, room.flushCostMs * this.#tickCostFactor);
-    const wait = room.lastFlushEnd + gap - performance.now();
+    const wait = room.lastFlushStart + gap - performance.now();
     if (wait < 1) {
       setImmediate(() => this.#flush(room));
       return;
@@ -432,8 +433,8 @@ export class Hub {
       if (conn.batch) batchFrame ??= `[${frames.map((f) => f.json).join(',')}]`;
       this.#write(conn, frames, batchFrame);
     }
-    room.lastFlushEnd = performance.now();
-    room.flushCostMs = room.lastFlushEnd - started;
+    room.lastFlushStart = started;
+    room.flushCostMs = performance.now() - started;
     if (committed.length > 0 && this.#options.onDeliveryLatency) {
       const now = this.#now();
       for (const t of committed) this.#options.onDeliveryLatency(now - t);
