@@ -47,6 +47,19 @@ export class CommitQueue {
     });
   }
 
+  /**
+   * Adds session hearts nobody waits for (a heart from a socket: its answer is the coalesced
+   * `session_like_update`). Consecutive hearts of one session share one entry of the batch.
+   */
+  addHearts(sessionId: number, count: number): void {
+    this.#assertOpen();
+    const last = this.#batch.hearts.at(-1);
+    // Waiters get their session's total, whichever entry carried their hearts.
+    if (last && last.sessionId === sessionId) last.count += count;
+    else this.#batch.hearts.push({ sessionId, count });
+    this.#schedule();
+  }
+
   messageLike(op: WriteBatch['messageLikes'][number]): Promise<LikeResult> {
     return this.#enqueue((b) => b.messageLikes.push(op), this.#likeWaiters);
   }

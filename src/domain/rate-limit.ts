@@ -2,6 +2,9 @@ import type { Clock } from './clock.js';
 
 export type Decision = { ok: true } | { ok: false; retryAfterMs: number };
 
+/** The one "allowed" answer, shared: limiters on hot paths (hearts) need not allocate one per call. */
+export const ALLOWED: Decision = Object.freeze({ ok: true });
+
 /**
  * Sliding-window log: at most `limit` events per key in any `windowMs`. A refused attempt does not count.
  * Memory is bounded by the number of active keys times `limit`; `sweep()` drops idle keys.
@@ -71,7 +74,7 @@ export class TokenBucketLimiter {
     this.#buckets.set(key, bucket);
     if (bucket.tokens >= count) {
       bucket.tokens -= count;
-      return { ok: true };
+      return ALLOWED;
     }
     return { ok: false, retryAfterMs: Math.ceil(((count - bucket.tokens) / this.perSecond) * 1000) };
   }

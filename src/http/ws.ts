@@ -413,7 +413,7 @@ class SocketSession {
     }
     // The commonest frame of a draw, a heart, exactly as the client library sends it: no parse, no schema.
     if (Buffer.isBuffer(data) && data.equals(LIKE_FRAME)) {
-      this.#run({ type: 'like' });
+      this.#heart();
       return;
     }
     let parsed: unknown;
@@ -446,31 +446,44 @@ class SocketSession {
     this.#run(command.data);
   }
 
+  /** A heart: synchronous where the service can answer at once (see `ChatService.heartFromSocket`). */
+  #heart(): void {
+    try {
+      const pending = this.deps.service.heartFromSocket(this.#user!, this.#handle!.sessionId);
+      pending?.catch((err) => this.#failed({ type: 'like' }, err));
+    } catch (err) {
+      this.#failed({ type: 'like' }, err);
+    }
+  }
+
   #run(command: ClientCommand): void {
-    void this.#dispatch(command).catch((err) => {
-      const clientMsgId = command.type === 'message' ? command.client_msg_id : undefined;
-      if (err instanceof ChatError) {
-        this.#error(err.code, err.message, {
-          ...(clientMsgId ? { client_msg_id: clientMsgId } : {}),
-          ...(err.retryAfterMs !== undefined ? { retry_after_ms: err.retryAfterMs } : {}),
-        });
-        return;
-      }
-      if (isStoreUnavailable(err)) {
-        // Issue 6: the database is away (a restart); the client retries with the same client_msg_id.
-        this.#error('unavailable', 'The database is not reachable right now; retry shortly.', {
-          ...(clientMsgId ? { client_msg_id: clientMsgId } : {}),
-          retry_after_ms: UNAVAILABLE_RETRY_MS,
-        });
-        return;
-      }
-      this.deps.log.error({ err, conn: this.id, type: command.type }, 'command failed');
-      this.#error(
-        'internal_error',
-        'Something went wrong; try again.',
-        clientMsgId ? { client_msg_id: clientMsgId } : {},
-      );
-    });
+    void this.#dispatch(command).catch((err) => this.#failed(command, err));
+  }
+
+  /** A command that failed, answered with the error event its failure calls for. */
+  #failed(command: ClientCommand, err: unknown): void {
+    const clientMsgId = command.type === 'message' ? command.client_msg_id : undefined;
+    if (err instanceof ChatError) {
+      this.#error(err.code, err.message, {
+        ...(clientMsgId ? { client_msg_id: clientMsgId } : {}),
+        ...(err.retryAfterMs !== undefined ? { retry_after_ms: err.retryAfterMs } : {}),
+      });
+      return;
+    }
+    if (isStoreUnavailable(err)) {
+      // Issue 6: the database is away (a restart); the client retries with the same client_msg_id.
+      this.#error('unavailable', 'The database is not reachable right now; retry shortly.', {
+        ...(clientMsgId ? { client_msg_id: clientMsgId } : {}),
+        retry_after_ms: UNAVAILABLE_RETRY_MS,
+      });
+      return;
+    }
+    this.deps.log.error({ err, conn: this.id, type: command.type }, 'command failed');
+    this.#error(
+      'internal_error',
+      'Something went wrong; try again.',
+      clientMsgId ? { client_msg_id: clientMsgId } : {},
+    );
   }
 
   async #dispatch(command: ClientCommand): Promise<void> {

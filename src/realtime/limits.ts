@@ -16,6 +16,8 @@ export interface ConnectionSlot {
 export interface Limits {
   message(sessionId: number, userId: string): Promise<MessageDecision>;
   heart(sessionId: number, userId: string): Promise<Decision>;
+  /** `heart` answered at once, where the limiter lives in this process (undefined: ask `heart`). */
+  heartNow?(sessionId: number, userId: string): Decision | undefined;
   like(sessionId: number, userId: string): Promise<Decision>;
   /** A connection slot, or null when the user already has the maximum. */
   connection(userId: string): Promise<ConnectionSlot | null>;
@@ -70,6 +72,10 @@ export class LocalLimits implements Limits {
   }
 
   async heart(sessionId: number, userId: string): Promise<Decision> {
+    return this.#hearts.tryTake(`${sessionId}:${userId}`);
+  }
+
+  heartNow(sessionId: number, userId: string): Decision {
     return this.#hearts.tryTake(`${sessionId}:${userId}`);
   }
 
