@@ -90,3 +90,29 @@ export class TokenBucketLimiter {
     return this.#buckets.size;
   }
 }
+
+/** One token bucket (what `TokenBucketLimiter` keeps per key), for limits that belong to one object: a socket. */
+export class TokenBucket {
+  #tokens: number;
+  #at: number;
+
+  constructor(
+    readonly capacity: number,
+    readonly perSecond: number,
+    private readonly clock: Clock,
+  ) {
+    this.#tokens = capacity;
+    this.#at = clock.now();
+  }
+
+  tryTake(count = 1): Decision {
+    const now = this.clock.now();
+    this.#tokens = Math.min(this.capacity, this.#tokens + ((now - this.#at) / 1000) * this.perSecond);
+    this.#at = now;
+    if (this.#tokens >= count) {
+      this.#tokens -= count;
+      return ALLOWED;
+    }
+    return { ok: false, retryAfterMs: Math.ceil(((count - this.#tokens) / this.perSecond) * 1000) };
+  }
+}

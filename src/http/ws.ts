@@ -5,7 +5,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { ChatService, ChatUser, Log } from '../chat/chat-service.js';
 import type { Settings } from '../config/settings.js';
 import type { Clock } from '../domain/clock.js';
-import { TokenBucketLimiter } from '../domain/rate-limit.js';
+import { TokenBucket, TokenBucketLimiter } from '../domain/rate-limit.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { ChatError, type ErrorCode } from '../protocol/errors.js';
@@ -182,8 +182,8 @@ class SocketSession {
   #expiryTimer: NodeJS.Timeout | undefined;
   #early: Array<[RawData, boolean]> | undefined = [];
   #earlyBytes = 0;
-  readonly #frames: TokenBucketLimiter;
-  readonly #pings: TokenBucketLimiter;
+  readonly #frames: TokenBucket;
+  readonly #pings: TokenBucket;
   readonly #refusals: number[] = [];
   #closed = false;
   readonly #openedAt = Date.now();
@@ -209,8 +209,8 @@ class SocketSession {
     this.#batch = query.batch === '1' || query.batch === 'true';
     this.#ip = request.ip;
     this.#handshake = { origin: request.headers.origin, host: request.headers.host, query };
-    this.#frames = new TokenBucketLimiter(FRAME_BURST, FRAMES_PER_SECOND, deps.clock);
-    this.#pings = new TokenBucketLimiter(PING_BURST, PINGS_PER_SECOND, deps.clock);
+    this.#frames = new TokenBucket(FRAME_BURST, FRAMES_PER_SECOND, deps.clock);
+    this.#pings = new TokenBucket(PING_BURST, PINGS_PER_SECOND, deps.clock);
   }
 
   start(): void {
@@ -231,7 +231,7 @@ class SocketSession {
     });
     this.ws.on('close', (code, reason) => this.#onClose(code, reason.toString()));
     this.ws.on('ping', () => {
-      if (!this.#pings.tryTake('').ok) this.#abuse('ping flood');
+      if (!this.#pings.tryTake().ok) this.#abuse('ping flood');
     });
     this.deps.metrics.connections.inc();
     void this.#open().catch((err) => {
@@ -402,7 +402,7 @@ class SocketSession {
 
   #onFrame(data: RawData, isBinary: boolean): void {
     if (this.#closed || !this.#user) return;
-    const allowed = this.#frames.tryTake('');
+    const allowed = this.#frames.tryTake();
     if (!allowed.ok) {
       this.#error('rate_limited', 'Too many frames; slow down.', { retry_after_ms: allowed.retryAfterMs });
       return;
