@@ -463,28 +463,9 @@ export class KyselyChatStore implements ChatStore {
       input.length,
     );
 
-    // Already stored retries.
-    const keyed = input.filter((m): m is NewMessage & { clientMsgId: string } => m.clientMsgId !== null);
-    const stored = new Map<string, StoredMessage>();
-    for (const part of chunks(keyed)) {
-      const rows = await trx
-        .selectFrom('live_chat_messages')
-        .selectAll()
-        .where((eb) =>
-          eb.or(
-            part.map((m) =>
-              eb.and([
-                eb('session_id', '=', m.sessionId),
-                eb('user_id', '=', m.userId),
-                eb('client_msg_id', '=', m.clientMsgId),
-              ]),
-            ),
-          ),
-        )
-        .execute();
-      for (const r of rows)
-        stored.set(idempotencyKey(Number(r.session_id), r.user_id, r.client_msg_id!), toMessage(r));
-    }
+    // Retries of messages stored in earlier batches are found by the insert itself (ON CONFLICT DO NOTHING,
+    // then one read per skipped row): they are rare, and a read of every key up front cost every batch a round
+    // trip. Repeats within this batch are paired here.
 
     const toInsert: number[] = [];
     const firstInBatch = new Map<string, number>();
@@ -495,11 +476,6 @@ export class KyselyChatStore implements ChatStore {
         return;
       }
       const key = idempotencyKey(m.sessionId, m.userId, m.clientMsgId);
-      const earlier = stored.get(key);
-      if (earlier) {
-        results[i] = { message: earlier, duplicate: true };
-        return;
-      }
       const first = firstInBatch.get(key);
       if (first !== undefined) {
         repeatOf.set(i, first);
@@ -527,7 +503,7 @@ export class KyselyChatStore implements ChatStore {
             };
           }),
         )
-        // A backstop only: under the session lock nobody else can insert the same key meanwhile.
+        // A key stored by an earlier batch (a retry) is skipped here and read below.
         .onConflict((oc) => oc.columns(['session_id', 'user_id', 'client_msg_id']).doNothing())
         .returningAll()
         .execute();
@@ -557,7 +533,7 @@ export class KyselyChatStore implements ChatStore {
           results[i] = { message: inserted, duplicate: false };
           continue;
         }
-        // ON CONFLICT skipped it: stored meanwhile, outside our view.
+        // ON CONFLICT skipped it: a retry of a message stored by an earlier batch.
         const row = await trx
           .selectFrom('live_chat_messages')
           .selectAll()
