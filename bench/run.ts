@@ -108,7 +108,7 @@ const P = smoke
       stormMsgRate: 20,
       ingestSenders: 150,
       ingestStart: 500,
-      ingestMax: 4000,
+      ingestMax: 8000,
       scaleRate: 10,
       scaleStep: 1000,
       scaleMax: 9000,

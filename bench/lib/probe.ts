@@ -1,6 +1,7 @@
 /**
  * Preloaded into a draw-chat server under test (`node --import tsx --import ./bench/lib/probe.ts src/main.ts`),
- * outside the product: counts database statements (better-sqlite3 `prepare`, pg `Client#query`) and RS256
+ * outside the product: counts database statements executed (better-sqlite3 statement runs, pg `Client#query`;
+ * not `prepare`, which the store does once per statement text) and RS256
  * signature checks (WebCrypto `subtle.verify`), watches the event-loop delay, and answers `{ probe: … }` when the
  * parent sends 'probe' over the IPC channel (the delay figures cover the time since the previous question). It
  * changes nothing else.
@@ -13,12 +14,24 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 const require = createRequire(import.meta.url);
 const counts = { dbQueries: 0, signatureChecks: 0 };
 
-const Sqlite = require('better-sqlite3') as { prototype: { prepare: (...args: unknown[]) => unknown } };
-const prepare = Sqlite.prototype.prepare;
-Sqlite.prototype.prepare = function (this: unknown, ...args: unknown[]) {
-  counts.dbQueries++;
-  return prepare.apply(this, args);
+type Method = (...args: unknown[]) => unknown;
+const Sqlite = require('better-sqlite3') as new (
+  path: string,
+) => {
+  prepare(sql: string): object;
+  close(): void;
 };
+// better-sqlite3 does not export its Statement class: reach its prototype through a statement.
+const scratch = new Sqlite(':memory:');
+const statementProto = Object.getPrototypeOf(scratch.prepare('select 1')) as Record<string, Method>;
+scratch.close();
+for (const name of ['run', 'get', 'all', 'iterate']) {
+  const original = statementProto[name]!;
+  statementProto[name] = function (this: unknown, ...args: unknown[]) {
+    counts.dbQueries++;
+    return original.apply(this, args);
+  };
+}
 
 const pg = require('pg') as { Client: { prototype: { query: (...args: unknown[]) => unknown } } };
 const query = pg.Client.prototype.query;
