@@ -22,7 +22,7 @@ export const MessageRow = memo(function MessageRow({ item, mine, canLike, onTogg
       <Avatar userId={item.user_id} name={item.username} src={item.profile_pic} />
       <div className="dc-msg__body">
         <div className="dc-msg__meta">
-          <span className="dc-msg__name" style={{ color: nameColour(item.user_id) }}>
+          <span className="dc-msg__name" dir="auto" style={{ color: nameColour(item.user_id) }}>
             {item.username}
           </span>
           <Badges winner={item.is_winner} host={item.is_host} />
@@ -30,7 +30,9 @@ export const MessageRow = memo(function MessageRow({ item, mine, canLike, onTogg
             {formatTime(item.created_at)}
           </time>
         </div>
-        <p className="dc-msg__text">{item.message}</p>
+        <p className="dc-msg__text" dir="auto">
+          {item.message}
+        </p>
       </div>
       <button
         type="button"
@@ -65,7 +67,7 @@ export function PendingRow({ pending, you, now, onRetry, onDiscard }: PendingPro
       <Avatar userId={you.user_id} name={you.username} src={you.profile_pic} />
       <div className="dc-msg__body">
         <div className="dc-msg__meta">
-          <span className="dc-msg__name" style={{ color: nameColour(you.user_id) }}>
+          <span className="dc-msg__name" dir="auto" style={{ color: nameColour(you.user_id) }}>
             {you.username}
           </span>
           <Badges winner={you.is_winner} host={you.is_host} />
@@ -75,7 +77,9 @@ export function PendingRow({ pending, you, now, onRetry, onDiscard }: PendingPro
             </span>
           )}
         </div>
-        <p className="dc-msg__text">{pending.message}</p>
+        <p className="dc-msg__text" dir="auto">
+          {pending.message}
+        </p>
         {failed && pending.error && (
           <p className="dc-msg__error">
             <AlertIcon />
