@@ -692,12 +692,12 @@ export class ChatService {
     if (resync) since = undefined;
     messages ??= recent.slice(-settings.historyLimit);
     const lastMessageId = Math.max(since ?? 0, messages.at(-1)?.id ?? 0);
-    const liked = messages.length
-      ? await store.likedMessageIds(
-          user.userId,
-          messages.map((m) => m.id),
-        )
-      : new Set();
+    // Only a message with likes can be one this user liked: the database is asked about those alone, so a resume
+    // (a few new messages, seldom liked yet) or a quiet room costs no read. The counts are this node's, kept by
+    // the same events that update everyone's; a like committed elsewhere a moment ago and not yet heard of here
+    // shows with its `message_like_update`, as it does for every viewer.
+    const maybeLiked = messages.filter((m) => m.likes > 0).map((m) => m.id);
+    const liked = maybeLiked.length ? await store.likedMessageIds(user.userId, maybeLiked) : new Set();
     return {
       session: this.#sessionInfo(session),
       you: {
