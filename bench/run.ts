@@ -1068,7 +1068,7 @@ function markdown(results: ReturnType<typeof buildResults>): string {
   const durationS = results.durationS;
   const m = results.machine;
   const lines = [
-    `### Results of ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC (${results.mode} suite, ${durationS} s)`,
+    `### Results of ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC (${results.mode} suite${only ? `, only ${[...only].join(', ')}` : ''}, ${durationS} s)`,
     '',
     `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGB} GB, ${m.os}, Node.js ${m.node}; the load generator (${workers} client processes) on the same machine; load average ${m.loadAverage.join(' / ')} at the start, ${m.loadAverageAtEnd.join(' / ')} at the end.${git ? ` Commit ${git.commit}${git.dirty ? ' with local changes' : ''}.` : ''}`,
     '',
