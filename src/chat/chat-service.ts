@@ -1,6 +1,7 @@
 import type { Settings } from '../config/settings.js';
 import type { Clock } from '../domain/clock.js';
 import { normalizeMessageText } from '../domain/message-text.js';
+import type { Decision } from '../domain/rate-limit.js';
 import type { DrawSchedule, DrawWindow } from '../domain/schedule.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CloseCode } from '../protocol/close-codes.js';
@@ -84,6 +85,15 @@ interface ActiveSession {
   /** Write version of the last count applied: counts from several nodes may arrive out of order. */
   likesVersion: number;
   messageLikeVersions: Map<number, number>;
+}
+
+/** Throws the `rate_limited` answer of a refused heart. */
+function allowHeart(decision: Decision): void {
+  if (!decision.ok) {
+    throw new ChatError('rate_limited', 'Too many hearts; slow down a little.', {
+      retryAfterMs: decision.retryAfterMs,
+    });
+  }
 }
 
 export class ChatService {
@@ -305,10 +315,20 @@ export class ChatService {
   }
 
   /** The session whose window is open now, or null. Always agrees with the clock, timers or not. */
-  async activeSession(): Promise<ActiveSession | null> {
+  /** The active session as cached, if it is still within its window now; no I/O. */
+  #activeNow(): ActiveSession | undefined {
     const now = this.#deps.clock.now();
     const a = this.#active;
-    if (a && now >= a.record.startsAt && now < a.record.endsAt && this.#deps.settings.enabled) return a;
+    return a && now >= a.record.startsAt && now < a.record.endsAt && this.#deps.settings.enabled
+      ? a
+      : undefined;
+  }
+
+  async activeSession(): Promise<ActiveSession | null> {
+    const cached = this.#activeNow();
+    if (cached) return cached;
+    const now = this.#deps.clock.now();
+    const a = this.#active;
     if (!a && this.#closedUntil !== undefined && (this.#closedUntil === null || now < this.#closedUntil)) {
       return null;
     }
@@ -524,12 +544,7 @@ export class ChatService {
   ): Promise<{ session_id: number; total_likes: number }> {
     const session = await this.requireActive(sessionId);
     const id = session.record.id;
-    const decision = await this.limits.heart(id, user.userId);
-    if (!decision.ok) {
-      throw new ChatError('rate_limited', 'Too many hearts; slow down a little.', {
-        retryAfterMs: decision.retryAfterMs,
-      });
-    }
+    allowHeart(await this.limits.heart(id, user.userId));
     const total = await this.#queue.hearts(id, 1);
     return { session_id: id, total_likes: total };
   }
@@ -541,22 +556,16 @@ export class ChatService {
    * promise only when something had to be awaited; throws (or rejects) ChatError as `likeSession` does.
    */
   heartFromSocket(user: ChatUser, sessionId: number): Promise<void> | undefined {
-    const now = this.#deps.clock.now();
-    const a = this.#active;
     const decision =
-      a &&
-      a.record.id === sessionId &&
-      now >= a.record.startsAt &&
-      now < a.record.endsAt &&
-      this.#deps.settings.enabled
-        ? this.limits.heartNow?.(sessionId, user.userId)
-        : undefined;
-    if (!decision) return this.likeSession(user, sessionId).then(() => undefined);
-    if (!decision.ok) {
-      throw new ChatError('rate_limited', 'Too many hearts; slow down a little.', {
-        retryAfterMs: decision.retryAfterMs,
-      });
+      this.#activeNow()?.record.id === sessionId ? this.limits.heartNow?.(sessionId, user.userId) : undefined;
+    if (!decision) {
+      return (async () => {
+        await this.requireActive(sessionId);
+        allowHeart(await this.limits.heart(sessionId, user.userId));
+        this.#queue.addHearts(sessionId, 1);
+      })();
     }
+    allowHeart(decision);
     this.#queue.addHearts(sessionId, 1);
     return undefined;
   }

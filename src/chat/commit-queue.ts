@@ -39,11 +39,9 @@ export class CommitQueue {
 
   /** Adds session hearts; resolves with the session's total after the commit. */
   hearts(sessionId: number, count: number): Promise<number> {
-    this.#assertOpen();
     return new Promise<number>((resolve, reject) => {
-      this.#batch.hearts.push({ sessionId, count });
+      this.addHearts(sessionId, count);
       this.#heartWaiters.push({ resolve, reject, sessionId });
-      this.#schedule();
     });
   }
 
@@ -141,14 +139,7 @@ export class CommitQueue {
       try {
         const started = performance.now();
         result = await this.store.write(batch);
-        this.onTiming(
-          performance.now() - started,
-          batch.messages.length +
-            batch.hearts.length +
-            batch.messageLikes.length +
-            batch.viewers.length +
-            batch.users.length,
-        );
+        this.onTiming(performance.now() - started, size(batch));
       } catch (err) {
         this.onError(err, batch);
         for (const w of [...messageWaiters, ...heartWaiters, ...likeWaiters]) w.reject(err);
@@ -179,8 +170,11 @@ function emptyBatch(): WriteBatch {
   return { messages: [], hearts: [], messageLikes: [], viewers: [], users: [] };
 }
 
+/** Items in a batch (entries, not hearts: consecutive hearts of a session share one). */
+function size(b: WriteBatch): number {
+  return b.messages.length + b.hearts.length + b.messageLikes.length + b.viewers.length + b.users.length;
+}
+
 function isEmpty(b: WriteBatch): boolean {
-  return (
-    b.messages.length + b.hearts.length + b.messageLikes.length + b.viewers.length + b.users.length === 0
-  );
+  return size(b) === 0;
 }

@@ -502,7 +502,7 @@ class SocketSession {
         return;
       }
       case 'like':
-        await service.likeSession(user, sessionId);
+        await service.heartFromSocket(user, sessionId);
         return;
       case 'like_message':
       case 'unlike_message':

@@ -9,6 +9,11 @@ interface Frame {
   messageId?: number;
 }
 
+/** Frames a connection whose `init` holds the messages up to `lastMessageId` still needs. */
+function notIn(lastMessageId: number): (f: Frame) => boolean {
+  return (f) => f.messageId === undefined || f.messageId > lastMessageId;
+}
+
 export interface HubConnection {
   readonly id: number;
   readonly sessionId: number;
@@ -171,20 +176,17 @@ export class Hub {
    */
   ready(handle: HubConnection, init: ServerEvent | ServerEvent[], lastMessageId: number): void {
     const conn = handle as ConnState;
-    if (!this.#rooms.get(conn.sessionId)?.conns.has(conn)) return;
+    const room = this.#rooms.get(conn.sessionId);
+    if (!room?.conns.has(conn)) return;
+    const needed = notIn(lastMessageId);
     const frames: Frame[] = (Array.isArray(init) ? init : [init]).map((e) => ({ json: JSON.stringify(e) }));
-    for (const f of conn.pending) {
-      if (f.messageId === undefined || f.messageId > lastMessageId) frames.push(f);
-    }
+    for (const f of conn.pending) if (needed(f)) frames.push(f);
     conn.pending = [];
     conn.ready = true;
     // What is queued for the room goes to this connection with the next flush, like to everyone else; the part
     // of it that `init` holds must not reach it twice (issue 6: test/hardening/faults.test.ts H-FAULT-13). Not a
     // flush now: in a reconnect storm that would write every socket of the room once per resume.
-    const room = this.#rooms.get(conn.sessionId)!;
-    if (room.outbox.some((f) => f.messageId !== undefined && f.messageId <= lastMessageId)) {
-      conn.skipUpTo = lastMessageId;
-    }
+    if (!room.outbox.every(needed)) conn.skipUpTo = lastMessageId;
     this.#write(conn, frames, undefined);
   }
 
@@ -267,11 +269,6 @@ export class Hub {
   /** Flushes every room and closes every socket (shutdown). */
   closeAll(code: number, reason: string): void {
     for (const room of [...this.#rooms.values()]) this.closeRoom(room.sessionId, undefined, code, reason);
-  }
-
-  /** Sends whatever is queued right now, without waiting for the end of the tick. */
-  flushAll(): void {
-    for (const room of this.#rooms.values()) this.#flush(room);
   }
 
   /** Reports the presence changes still held back (see `joinBatchMs`, `leaveDelayMs`) now. */
@@ -424,9 +421,8 @@ export class Hub {
         continue;
       }
       if (conn.skipUpTo !== undefined) {
-        const upTo = conn.skipUpTo;
+        const rest = frames.filter(notIn(conn.skipUpTo));
         conn.skipUpTo = undefined;
-        const rest = frames.filter((f) => f.messageId === undefined || f.messageId > upTo);
         if (rest.length > 0) this.#write(conn, rest, undefined);
         continue;
       }

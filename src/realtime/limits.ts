@@ -72,7 +72,7 @@ export class LocalLimits implements Limits {
   }
 
   async heart(sessionId: number, userId: string): Promise<Decision> {
-    return this.#hearts.tryTake(`${sessionId}:${userId}`);
+    return this.heartNow(sessionId, userId);
   }
 
   heartNow(sessionId: number, userId: string): Decision {

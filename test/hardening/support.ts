@@ -11,15 +11,13 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { connect, createServer as createTcpServer, type Socket, type Server as TcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { expect } from 'vitest';
-import { loadSettings } from '../../src/config/settings.js';
 import type { ManualClock } from '../../src/domain/clock.js';
 import { loadOrCreateDevKeys, mintDevToken } from '../../src/http/auth/dev-auth.js';
-import { createServer, type DrawChatServer, type ServerOptions } from '../../src/server.js';
+import type { DrawChatServer, ServerOptions } from '../../src/server.js';
 import { ROOT } from '../support/process.js';
 import { freePort } from '../support/redis.js';
+import { startServer } from '../support/server.js';
 import { type ClientOptions, TestClient } from '../support/ws-client.js';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -132,96 +130,29 @@ export interface Node {
 
 let nodeCount = 0;
 
-/** A real draw-chat server in this process on an ephemeral port; SQLite in a temp dir unless env says otherwise. */
+/**
+ * A real draw-chat server in this process (test/support/server.ts `startServer`), logging at debug into the
+ * suite's log check, with its dev tokens registered as secrets that no log line may contain.
+ */
 export async function startNode(options: NodeOptions = {}): Promise<Node> {
   const ownDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'drawchat-hard-'));
-  const settings = loadSettings({
-    DATABASE_URL: `sqlite:${join(dataDir, 'chat.db')}`,
-    DATA_DIR: dataDir,
-    PORT: '0',
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'debug',
-    ...options.env,
-  });
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      logs.push(chunk.toString());
-      if (process.env.TEST_LOGS) process.stderr.write(chunk);
-      done();
-    },
-  });
-  addLogSource(`in-process node ${++nodeCount}`, () => logs.join(''));
-  const logger = pino({ level: settings.logLevel }, sink);
-  const server = await createServer(settings, {
+  const t = await startServer({
+    env: { DATA_DIR: dataDir, LOG_LEVEL: 'debug', ...options.env },
     clock: options.clock,
-    logger,
-    processMetrics: false,
-    ...options.server,
-  });
-  const url = await server.listen();
-  const devKeys = settings.devAuth ? await loadOrCreateDevKeys(settings.dataDir) : undefined;
-  const clients = new Set<TestClient>();
-  const node: Node = {
-    server,
-    url,
-    wsUrl: url.replace(/^http/, 'ws'),
-    logs,
     dataDir,
-    async token(username, opts = {}) {
-      if (!devKeys) throw new Error('token() needs dev auth mode');
-      const now = options.clock?.now() ?? Date.now();
-      return secret((await mintDevToken(devKeys, { username, ...opts }, now)).token);
-    },
-    userId: jwtSub,
-    request: (method, path, opts) => httpRequest(url, method, path, opts),
-    async connect(sessionId, token, opts = {}) {
-      const params = new URLSearchParams();
-      if (token !== undefined) params.set('token', token);
-      const query = [params.toString(), opts.query].filter(Boolean).join('&');
-      const client = await TestClient.connect(`${node.wsUrl}/live-chat/ws/${sessionId}?${query}`, opts);
-      clients.add(client);
-      return client;
-    },
-    async sessionId(token) {
-      const status = await node.request('GET', '/live-chat/status', { token });
-      if (!status.body.session) throw new Error(`no active session: ${JSON.stringify(status.body)}`);
-      return status.body.session.id;
-    },
+    server: options.server,
+  });
+  addLogSource(`in-process node ${++nodeCount}`, () => t.logs.join(''));
+  return {
+    ...t,
+    wsUrl: t.url.replace(/^http/, 'ws'),
+    token: async (username, opts) => secret(await t.token(username, opts)),
     async close() {
-      for (const c of clients) c.terminate();
-      await server.close();
+      await t.close();
       if (ownDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
-  return node;
-}
-
-export function jwtSub(token: string): string {
-  return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).sub;
-}
-
-export async function httpRequest(
-  base: string,
-  method: string,
-  path: string,
-  opts: { token?: string; body?: unknown; headers?: Record<string, string>; rawBody?: string } = {},
-): Promise<{ status: number; body: any; headers: Headers }> {
-  const headers: Record<string, string> = { ...opts.headers };
-  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-  let body: string | undefined = opts.rawBody;
-  if (opts.body !== undefined) {
-    body = JSON.stringify(opts.body);
-    headers['content-type'] ??= 'application/json';
-  }
-  const res = await fetch(base + path, { method, headers, body });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {}
-  return { status: res.status, body: parsed, headers: res.headers };
 }
 
 /** Ids a client saw, from `init` and live, in arrival order. */

@@ -6,7 +6,7 @@ import pino from 'pino';
 import { loadSettings } from '../../src/config/settings.js';
 import type { ManualClock } from '../../src/domain/clock.js';
 import { loadOrCreateDevKeys, mintDevToken } from '../../src/http/auth/dev-auth.js';
-import { createServer, type DrawChatServer } from '../../src/server.js';
+import { createServer, type DrawChatServer, type ServerOptions } from '../../src/server.js';
 import { type ClientOptions, TestClient } from './ws-client.js';
 
 export interface TestServerOptions {
@@ -17,6 +17,8 @@ export interface TestServerOptions {
   port?: number;
   /** Use this directory (database, dev signing key) and leave it in place on close; default: a fresh temp dir. */
   dataDir?: string;
+  /** Test-only server options: short heartbeat, short JWKS cooldown. */
+  server?: Pick<ServerOptions, 'auth' | 'heartbeatMs'>;
 }
 
 export interface TestServer {
@@ -64,7 +66,12 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     },
   });
   const logger = pino({ level: settings.logLevel }, sink);
-  const server = await createServer(settings, { clock: options.clock, logger, processMetrics: false });
+  const server = await createServer(settings, {
+    clock: options.clock,
+    logger,
+    processMetrics: false,
+    ...options.server,
+  });
   const url = await server.listen();
   const clients = new Set<TestClient>();
   const devKeys = settings.devAuth ? await loadOrCreateDevKeys(settings.dataDir) : undefined;
