@@ -42,6 +42,7 @@ const HELP = `usage: npm run loadtest -- [options]
   --keys-dir DIR     dev-auth key directory shared with a local server (default ${DEFAULT_KEYS_DIR})
   --cpu-prof DIR     write a V8 CPU profile of each local node into DIR (the whole process)
   --profile-load P   CPU-profile only the load phase of each local node: P.node<i>.cpuprofile
+  --profile-ramp P   CPU-profile only the connect phase (the handshakes) of each local node, the same way
   --before           a local draw-chat with the fan-out code from before the performance work (A/B)
   --out PATH         result files PATH.json and PATH.html (default bench/results/loadtest-<time>)`;
 
@@ -69,6 +70,7 @@ async function main(): Promise<void> {
       'keys-dir': { type: 'string', default: DEFAULT_KEYS_DIR },
       'cpu-prof': { type: 'string' },
       'profile-load': { type: 'string' },
+      'profile-ramp': { type: 'string' },
       before: { type: 'boolean', default: false },
       out: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -135,6 +137,7 @@ async function main(): Promise<void> {
       { workers: num('workers'), label: target.label, progress },
       async (ctx) => {
         ctx.mon.phase = 'ramp';
+        if (values['profile-ramp']) await target.profile?.('start');
         const connect = await ctx.gen.connect(target, {
           viewers,
           senders,
@@ -148,6 +151,10 @@ async function main(): Promise<void> {
           `connected ${connect.ok}/${viewers} in ${(connect.elapsedMs / 1000).toFixed(1)} s ` +
             `(${fmt(connect.perSecond)} handshakes/s)${connect.failed ? `, ${connect.failed} failed attempts ${JSON.stringify(connect.failures)}` : ''}`,
         );
+        if (values['profile-ramp']) {
+          const files = (await target.profile?.('stop', values['profile-ramp'])) ?? [];
+          progress.log(`profiled the connect phase: ${files.join(', ')}`);
+        }
         await sleep(1000);
         if (values['profile-load']) await target.profile?.('start');
         const loaded = await ctx.hold(rate, duration, { hearts, phase: 'load', warmS: 1 });

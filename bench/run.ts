@@ -97,11 +97,15 @@ const P = smoke
       concurrency: 100,
       settleMs: 3000,
       stepS: 3,
-      bisections: 1,
+      // Two bisections: rates resolved to within 2^(1/4) ≈ 1.19× (one left them 1.41× apart, so a ratio of two
+      // searches could only read 0.5, 0.71 or 1).
+      bisections: 2,
       fanoutStart: { batch: 100, perMessage: 4 },
       fanoutMin: 1,
       fanoutMax: 20_000,
-      hearts: 50_000,
+      // More than the 50k/s to be absorbed (11 a second per viewer; the per-user limit is 20): the figure is what
+      // the server absorbed, so the offer must not be the ceiling.
+      hearts: 55_000,
       heartsS: 8,
       heartMsgRate: 50,
       stormJitterMs: 1000,
@@ -111,7 +115,8 @@ const P = smoke
       ingestMax: 8000,
       scaleRate: 10,
       scaleStep: 1000,
-      scaleMax: 9000,
+      // Per node: high enough that one node reaches its limit on this machine (it carried all of 9,000).
+      scaleMax: 15_000,
       scaleHoldS: 3,
       historyMessages: 1_000_000,
       historyS: 5,
@@ -498,17 +503,21 @@ async function heartsPhase(ctx: LoadContext, target: Target): Promise<Record<str
   ctx.gen.setRates(0, 0);
   ctx.mon.offered = 0;
   const sentEnded = performance.now();
-  // Every heart counted: wait until the session total stops moving.
+  // Every heart counted: the session total, read every 100 ms, has not moved for a second; `stableAt` is when
+  // it was first seen at its final value.
   let last = -1;
   let total = before.totalLikes;
   const deadline = performance.now() + 30_000;
   let stableAt = performance.now();
   while (performance.now() < deadline) {
     total = (await sessionTotals(url, tokens[0]!)).totalLikes;
-    if (total === last) break;
-    last = total;
-    stableAt = performance.now();
-    await sleep(300);
+    if (total !== last) {
+      last = total;
+      stableAt = performance.now();
+    } else if (performance.now() - stableAt >= 1000) {
+      break;
+    }
+    await sleep(100);
   }
   await ctx.drain(3000);
   const final = await ctx.gen.final();
@@ -580,6 +589,7 @@ async function stormPhase(
   await ctx.drain(3000);
   const resumes = w.resumed;
   const queries = q1.dbQueries - q0.dbQueries;
+  const reads = q1.dbOutsideTx - q0.dbOutsideTx;
   const result = {
     kind,
     viewers: P.viewers,
@@ -591,6 +601,8 @@ async function stormPhase(
     databaseStatements: queries,
     groupCommits: c1 - c0,
     statementsPerResume: round(queries / Math.max(1, resumes), 3),
+    statementsOutsideGroupCommits: reads,
+    readsPerResume: round(reads / Math.max(1, resumes), 3),
     signatureChecks: q1.signatureChecks - q0.signatureChecks,
     messageLatencyMs: w.latency,
     closes: w.closes,
@@ -598,7 +610,7 @@ async function stormPhase(
   };
   progress.log(
     `  ${resumes} resumed, ${result.allResumedWithinS > 0 ? `all back after ${result.allResumedWithinS} s` : 'not all back within 60 s'}; resume p99 ${w.connect.p99} ms; ` +
-      `${queries} database statements (${result.groupCommits} group commits), ${result.signatureChecks} RS256 checks`,
+      `${queries} database statements (${result.groupCommits} group commits; ${reads} outside them), ${result.signatureChecks} RS256 checks`,
   );
   return result;
 }
@@ -718,6 +730,8 @@ if (stormResult) {
     allResumedWithinS: number;
     resumeMs: { p99: number };
     statementsPerResume: number;
+    readsPerResume: number;
+    groupCommits: number;
     signatureChecks: number;
     resumed: number;
   };
@@ -739,12 +753,14 @@ if (stormResult) {
   });
   verdict({
     id: 'storm-queries',
-    target: 'Reconnect storm: database statements per resume (history from memory)',
+    target: 'Reconnect storm: database reads per resume (history from memory)',
     goal: 'near zero (≤ 0.1)',
-    measured: `${s.statementsPerResume} per resume`,
-    value: s.statementsPerResume,
+    measured:
+      `${s.readsPerResume} per resume outside the group commits; ${s.statementsPerResume} with the ` +
+      `${s.groupCommits} group commits that stored the ${P.stormMsgRate} msg/s flowing meanwhile`,
+    value: s.readsPerResume,
     ratio: null,
-    ok: s.statementsPerResume <= 0.1,
+    ok: s.readsPerResume <= 0.1,
   });
   verdict({
     id: 'storm-signatures',
@@ -761,7 +777,7 @@ if (stormResult) {
       id: 'storm-warm',
       target: 'Reconnect storm right after connecting (profiles still cached)',
       goal: '(reported)',
-      measured: `${w.allResumedWithinS > 0 ? `all back in ${w.allResumedWithinS} s` : `${w.resumed} back within 60 s`}, p99 ${w.resumeMs.p99} ms, ${w.statementsPerResume} statements per resume`,
+      measured: `${w.allResumedWithinS > 0 ? `all back in ${w.allResumedWithinS} s` : `${w.resumed} back within 60 s`}, p99 ${w.resumeMs.p99} ms, ${w.readsPerResume} reads (${w.statementsPerResume} statements) per resume`,
       value: w.resumeMs.p99,
       ratio: null,
       ok: true,

@@ -12,7 +12,12 @@ import { createRequire } from 'node:module';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 const require = createRequire(import.meta.url);
-const counts = { dbQueries: 0, signatureChecks: 0 };
+/**
+ * `dbQueries`: every statement. `dbOutsideTx`: on SQLite, those outside a transaction (BEGIN … COMMIT: the group
+ * commits that store the traffic), i.e. what answering clients reads. On PostgreSQL every query counts as both
+ * (a pooled client does not say whether it is in a transaction).
+ */
+const counts = { dbQueries: 0, dbOutsideTx: 0, signatureChecks: 0 };
 
 type Method = (...args: unknown[]) => unknown;
 const Sqlite = require('better-sqlite3') as new (
@@ -27,8 +32,12 @@ const statementProto = Object.getPrototypeOf(scratch.prepare('select 1')) as Rec
 scratch.close();
 for (const name of ['run', 'get', 'all', 'iterate']) {
   const original = statementProto[name]!;
-  statementProto[name] = function (this: unknown, ...args: unknown[]) {
+  statementProto[name] = function (
+    this: { database: { inTransaction: boolean }; source: string },
+    ...args: unknown[]
+  ) {
     counts.dbQueries++;
+    if (!this.database.inTransaction && !/^\s*begin/i.test(this.source)) counts.dbOutsideTx++;
     return original.apply(this, args);
   };
 }
@@ -37,6 +46,7 @@ const pg = require('pg') as { Client: { prototype: { query: (...args: unknown[])
 const query = pg.Client.prototype.query;
 pg.Client.prototype.query = function (this: unknown, ...args: unknown[]) {
   counts.dbQueries++;
+  counts.dbOutsideTx++;
   return query.apply(this, args);
 };
 

@@ -11,6 +11,8 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 export interface ProbeFigures {
   dbQueries: number;
+  /** Statements outside a transaction (SQLite): what answering clients read, without the group commits. */
+  dbOutsideTx: number;
   signatureChecks: number;
   loop: { p50: number; p99: number; max: number };
 }
@@ -199,6 +201,7 @@ export async function startDrawChat(o: DrawChatOptions): Promise<Target> {
           const all = await Promise.all(procs.map((p) => askProbe(p.child)));
           return {
             dbQueries: all.reduce((n, c) => n + c.dbQueries, 0),
+            dbOutsideTx: all.reduce((n, c) => n + c.dbOutsideTx, 0),
             signatureChecks: all.reduce((n, c) => n + c.signatureChecks, 0),
             loop: {
               p50: Math.max(...all.map((c) => c.loop.p50)),
