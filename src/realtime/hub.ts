@@ -43,10 +43,10 @@ interface Room {
   flushScheduled: boolean;
   /** Set while a flush waits for the end of the room's minimum gap between ticks. */
   flushTimer: NodeJS.Timeout | undefined;
-  /** When the last flush started (ms, `performance.now()`), and what it cost: the next tick waits in proportion. */
+  /** When the last flush started (ms, monotonic), and what it cost: the next tick waits in proportion. */
   lastFlushStart: number;
   flushCostMs: number;
-  /** Latest values of coalesced counters, sent at most every `countIntervalMs`. */
+  /** Latest values of coalesced counters, sent at most every `countIntervalMs` (more in a big room). */
   totalLikes: number | undefined;
   viewerCount: number | undefined;
   readonly messageLikes: Map<number, number>;
@@ -59,6 +59,13 @@ interface Room {
 export interface HubOptions {
   /** Minimum time between two count updates in one room (viewers, hearts, message likes). */
   countIntervalMs?: number;
+  /**
+   * And at least `countCostFactor` (default 10) times what the room's last tick cost: in a quiet room, a tick
+   * that only carries counts writes every socket, so in a big one (thousands of sockets, tens of ms a tick) they
+   * take at most a tenth of the event loop. Counts that change while messages flow still go out with the next
+   * message tick once their interval is up.
+   */
+  countCostFactor?: number;
   /** A socket with more than this many bytes queued is cut off with 4408 (it can resume with `since`). */
   maxBufferedBytes?: number;
   /** A connection still initialising may hold this many frames before it is cut off. */
@@ -85,7 +92,10 @@ export interface HubOptions {
   /** Called once per delivered message with the time from commit to the socket write, in ms. */
   onDeliveryLatency?: (ms: number) => void;
   onSlowConsumer?: (conn: HubConnection) => void;
+  /** Wall clock (ms), for the commit-to-send latency. */
   now?: () => number;
+  /** Monotonic clock (ms; default `performance.now`) for tick and count spacing and the cost of a tick. */
+  monotonic?: () => number;
 }
 
 /**
@@ -94,12 +104,13 @@ export interface HubOptions {
  * tick either way). A tick ends with the current turn of the event loop, or, in a room whose last tick was
  * expensive, after a gap proportional to that cost (at most `maxTickMs`): the busier the room, the more events
  * per frame, so the work per socket stays per tick, not per message. Counts are state, not events: only the
- * latest value goes out, at most every `countIntervalMs`, with the next tick.
+ * latest value goes out, at most every `countIntervalMs` (or ten ticks' cost in a big room), with the next tick.
  */
 export class Hub {
   readonly #rooms = new Map<number, Room>();
   readonly #byUser = new Map<string, number>();
   readonly #countIntervalMs: number;
+  readonly #countCostFactor: number;
   readonly #maxBufferedBytes: number;
   readonly #maxPendingFrames: number;
   readonly #tickCostFactor: number;
@@ -117,12 +128,14 @@ export class Hub {
   #presenceDue = Number.POSITIVE_INFINITY;
   readonly #options: HubOptions;
   readonly #now: () => number;
+  readonly #monotonic: () => number;
   #nextId = 1;
   #connections = 0;
 
   constructor(options: HubOptions = {}) {
     this.#options = options;
     this.#countIntervalMs = options.countIntervalMs ?? 250;
+    this.#countCostFactor = options.countCostFactor ?? 10;
     this.#maxBufferedBytes = options.maxBufferedBytes ?? 1024 * 1024;
     this.#maxPendingFrames = options.maxPendingFrames ?? 10_000;
     this.#tickCostFactor = options.tickCostFactor ?? 2;
@@ -130,6 +143,7 @@ export class Hub {
     this.#joinBatchMs = options.joinBatchMs ?? 100;
     this.#leaveDelayMs = options.leaveDelayMs ?? 1500;
     this.#now = options.now ?? Date.now;
+    this.#monotonic = options.monotonic ?? (() => performance.now());
   }
 
   get connectionCount(): number {
@@ -346,7 +360,7 @@ export class Hub {
         viewerCount: undefined,
         messageLikes: new Map(),
         countTimer: undefined,
-        lastCountFlush: 0,
+        lastCountFlush: Number.NEGATIVE_INFINITY,
         committedAt: [],
       };
       this.#rooms.set(sessionId, room);
@@ -368,7 +382,7 @@ export class Hub {
     if (room.flushScheduled) return;
     room.flushScheduled = true;
     const gap = Math.min(this.#maxTickMs, room.flushCostMs * this.#tickCostFactor);
-    const wait = room.lastFlushStart + gap - performance.now();
+    const wait = room.lastFlushStart + gap - this.#monotonic();
     if (wait < 1) {
       setImmediate(() => this.#flush(room));
       return;
@@ -378,10 +392,11 @@ export class Hub {
 
   #scheduleCounts(room: Room): void {
     if (room.countTimer) return;
-    const wait = Math.max(0, room.lastCountFlush + this.#countIntervalMs - this.#now());
+    const interval = Math.max(this.#countIntervalMs, room.flushCostMs * this.#countCostFactor);
+    const wait = Math.max(0, room.lastCountFlush + interval - this.#monotonic());
     room.countTimer = setTimeout(() => {
       room.countTimer = undefined;
-      room.lastCountFlush = this.#now();
+      room.lastCountFlush = this.#monotonic();
       this.#queueCounts(room);
       this.#scheduleFlush(room);
     }, wait);
@@ -408,7 +423,7 @@ export class Hub {
     if (room.flushTimer) clearTimeout(room.flushTimer);
     room.flushTimer = undefined;
     if (room.outbox.length === 0) return;
-    const started = performance.now();
+    const started = this.#monotonic();
     const frames = room.outbox;
     room.outbox = [];
     const committed = room.committedAt;
@@ -430,7 +445,7 @@ export class Hub {
       this.#write(conn, frames, batchFrame);
     }
     room.lastFlushStart = started;
-    room.flushCostMs = performance.now() - started;
+    room.flushCostMs = this.#monotonic() - started;
     if (committed.length > 0 && this.#options.onDeliveryLatency) {
       const now = this.#now();
       for (const t of committed) this.#options.onDeliveryLatency(now - t);

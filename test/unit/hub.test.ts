@@ -102,3 +102,57 @@ describe('Hub', () => {
     }
   });
 });
+
+describe('Hub count updates', () => {
+  /** A socket whose every write costs `ms` of the hub's monotonic clock. */
+  class SlowSocket extends MemorySocket {
+    constructor(
+      private readonly clock: { t: number },
+      private readonly ms: number,
+    ) {
+      super();
+    }
+    override send(data: string): void {
+      this.clock.t += this.ms;
+      super.send(data);
+    }
+  }
+  /** Count updates received after `init` (which `initEvent` stands in for with a count of its own). */
+  const counts = (s: MemorySocket) =>
+    s
+      .events()
+      .slice(1)
+      .filter((e) => e.type === 'viewer_count_update').length;
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('a small room gets counts every countIntervalMs; a big one no more often than ten of its ticks cost', async () => {
+    for (const [sockets, costPerWrite] of [
+      [5, 1], // a tick costs 5 ms: the count interval (60 ms) holds
+      [20, 10], // a tick costs 200 ms: counts at most every 2 s
+    ] as const) {
+      const clock = { t: 1_000 };
+      const hub = new Hub({ countIntervalMs: 60, tickCostFactor: 0, monotonic: () => clock.t });
+      const viewers = Array.from({ length: sockets }, (_, i) => {
+        const socket = new SlowSocket(clock, costPerWrite);
+        hub.ready(hub.join({ sessionId: SESSION, userId: `v${i}`, batch: true, socket }), initEvent(), 0);
+        return socket;
+      });
+      hub.publish(SESSION, message(1));
+      await turn();
+      // The first count goes at once, the next change once the room's count interval has passed.
+      hub.setViewerCount(SESSION, 1);
+      await sleep(5);
+      await turn();
+      expect(counts(viewers[0]!)).toBe(1);
+      hub.setViewerCount(SESSION, 2);
+      await sleep(150);
+      await turn();
+      expect(counts(viewers[0]!)).toBe(sockets === 5 ? 2 : 1);
+      // Both rooms still get every message at once (counts wait, messages do not).
+      hub.publish(SESSION, message(2));
+      await turn();
+      expect(ids(viewers[0]!)).toEqual([1, 2]);
+      hub.closeAll(1001, 'test');
+    }
+  });
+});
