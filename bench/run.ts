@@ -193,10 +193,12 @@ function fanoutCheck(w: WindowStats, rate: number): string | null {
   if (w.latency.count === 0) return 'no latency samples';
   if (w.sentPerSecond < 0.9 * rate - 2) return `the generator sent only ${round(w.sentPerSecond)}/s`;
   if (w.latency.p99 > P99_LIMIT_MS) return `p99 ${w.latency.p99} ms`;
-  // Every message sent in the window reaches every connection.
+  // Every message sent in the window reaches every connection: at least 95 %, less one message's deliveries
+  // (a message sent at the window's end is delivered after it: at 4 msg/s that alone is 1/8 of a 2 s window).
   const expected = Math.min(rate, w.sentPerSecond) * w.ready;
-  if (w.deliveriesPerSecond < 0.95 * expected)
-    return `deliveries ${fmt(w.deliveriesPerSecond)}/s < 95% of ${fmt(expected)}/s`;
+  const edge = w.ready / Math.max(1, P.stepS - 1);
+  if (w.deliveriesPerSecond < 0.95 * expected - edge)
+    return `deliveries ${fmt(w.deliveriesPerSecond)}/s < 95% of ${fmt(expected)}/s less one message`;
   const cut = w.closes['4408'] ?? 0;
   if (cut > 0) return `${cut} slow-consumer cut-offs`;
   return null;
@@ -368,30 +370,42 @@ async function fanoutRun(
 ): Promise<FanoutRun> {
   const label = o.label ?? target.label;
   progress.log(`— fan-out: ${label}, ${P.viewers} viewers`);
-  await sleep(500);
-  const idle = procSample(target.pids);
   const { result, series } = await withLoad(
     target,
     { generator: gen, label, progress, tickMs: smoke ? 500 : 1000 },
     async (ctx) => {
-      ctx.mon.phase = 'connect';
-      const connect = await ctx.gen.connect(target, {
-        viewers: P.viewers,
+      // The first tenth of the viewers (the senders among them) connect before anything is measured: what a
+      // server loads and compiles for its first connections is paid once, not per connection, and the same
+      // warm-up is given to every server. Handshakes and memory are measured on the other nine tenths.
+      ctx.mon.phase = 'warm-up';
+      const warmCount = Math.max(P.senders, Math.round(P.viewers / 10));
+      const shared = { fullShare: P.full, sampleShare: P.sample, batch: o.batch, concurrency: P.concurrency };
+      const warm = await ctx.gen.connect(target, {
+        ...shared,
+        viewers: warmCount,
         senders: P.senders,
-        fullShare: P.full,
-        sampleShare: P.sample,
-        batch: o.batch,
-        concurrency: P.concurrency,
-        tokens,
+        tokens: tokens.slice(0, warmCount),
+      });
+      await sleep(P.settleMs);
+      const idle = procSample(target.pids);
+      ctx.mon.phase = 'connect';
+      const t0 = ctx.mon.now();
+      const connect = await ctx.gen.connect(target, {
+        ...shared,
+        viewers: P.viewers - warmCount,
+        senders: 0,
+        tokens: tokens.slice(warmCount, P.viewers),
+        offset: warmCount,
       });
       await ctx.mon.nextTick();
-      const connectTimes = ctx.mon.window(0, ctx.mon.now()).connect;
+      const connectTimes = ctx.mon.window(t0, ctx.mon.now()).connect;
       ctx.mon.phase = 'idle';
       await sleep(P.settleMs);
       const loaded = procSample(target.pids);
+      // Memory per idle connection: what the measured nine tenths added, each already answered with its `init`.
       const kb = (loaded.rssBytes - idle.rssBytes) / 1024 / Math.max(1, connect.ok);
       progress.log(
-        `  ${connect.ok} connected at ${fmt(connect.perSecond)}/s (p99 ${connectTimes.p99} ms), idle ${kb.toFixed(1)} KB per connection`,
+        `  ${warm.ok} + ${connect.ok} connected, the ${connect.ok} at ${fmt(connect.perSecond)}/s (p99 ${connectTimes.p99} ms), idle ${kb.toFixed(1)} KB per connection`,
       );
       await o.before?.(ctx);
       const search = wanted('fanout')
@@ -413,8 +427,8 @@ async function fanoutRun(
         label,
         handshakes: {
           perSecond: round(connect.perSecond, 0),
-          ok: connect.ok,
-          failed: connect.failed,
+          ok: warm.ok + connect.ok,
+          failed: warm.failed + connect.failed,
           connectP50Ms: connectTimes.p50,
           connectP99Ms: connectTimes.p99,
         },
