@@ -147,8 +147,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 
-  /** Sockets of upgrade requests not (yet) upgraded, with their deadline timers (see below). */
-  const pendingUpgrades = new Map<Duplex, NodeJS.Timeout>();
+  /** Sockets of upgrade requests not (yet) upgraded, with their deadline timers and close listeners (below). */
+  const pendingUpgrades = new Map<Duplex, { timer: NodeJS.Timeout; onClose: () => void }>();
   // `closeTimeout` is a ws 8.23 server option that @types/ws does not list yet, hence the variable (no excess
   // property check) instead of an inline literal.
   const wsServerOptions = {
@@ -184,14 +184,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.server.on('upgrade', (_request: IncomingMessage, socket: Duplex) => {
     const timer = setTimeout(() => socket.destroy(), UPGRADE_DEADLINE_MS);
     timer.unref();
-    pendingUpgrades.set(socket, timer);
-    socket.once('close', () => {
+    const onClose = () => {
       clearTimeout(timer);
       pendingUpgrades.delete(socket);
-    });
+    };
+    pendingUpgrades.set(socket, { timer, onClose });
+    socket.once('close', onClose);
   });
+  // Upgraded: the deadline and its close listener go, or every open socket would keep both (and the cleared
+  // timer) for as long as it stays open.
   app.websocketServer.on('connection', (_ws, request: IncomingMessage) => {
-    clearTimeout(pendingUpgrades.get(request.socket));
+    const pending = pendingUpgrades.get(request.socket);
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    request.socket.removeListener('close', pending.onClose);
     pendingUpgrades.delete(request.socket);
   });
 

@@ -5,6 +5,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { ChatService, ChatUser, Log } from '../chat/chat-service.js';
 import type { Settings } from '../config/settings.js';
 import type { Clock } from '../domain/clock.js';
+import { Deadlines } from '../domain/deadlines.js';
 import { TokenBucket, TokenBucketLimiter } from '../domain/rate-limit.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CloseCode } from '../protocol/close-codes.js';
@@ -33,8 +34,6 @@ const MAX_EARLY_FRAMES = 64;
 const MAX_EARLY_BYTES = 64 * 1024;
 /** Server pings every socket this often; one that has not answered the previous ping is dropped. */
 const HEARTBEAT_MS = 30_000;
-/** setTimeout cannot wait longer than this. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Frames per connection: bursts of 60, then 30 a second. Beyond: `rate_limited`, and the frame is dropped. */
 const FRAME_BURST = 60;
 const FRAMES_PER_SECOND = 30;
@@ -94,7 +93,13 @@ export function originAllowed(
 
 export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
   let nextConnId = 1;
-  const alive = new WeakMap<WebSocket, boolean>();
+  // Every open socket's token expiry, on one timer.
+  const expiries = new Deadlines<SocketSession>(
+    () => deps.clock.now(),
+    (session) => session.tokenExpired(),
+  );
+  app.addHook('onClose', async () => expiries.stop());
+  const shared: SessionContext = { ...deps, expiries };
   const perMinute = deps.settings.maxConnectsPerAddressPerMinute;
   const handshakes = new TokenBucketLimiter(Math.min(HANDSHAKE_BURST, perMinute), perMinute / 60, deps.clock);
   const sweep = setInterval(() => handshakes.sweep(), 60_000);
@@ -103,11 +108,12 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
 
   const heartbeat = setInterval(() => {
     for (const ws of app.websocketServer.clients) {
-      if (alive.get(ws) === false) {
+      const session = sessionOf(ws);
+      if (session?.alive === false) {
         ws.terminate();
         continue;
       }
-      alive.set(ws, false);
+      if (session) session.alive = false;
       ws.ping();
     }
   }, deps.heartbeatMs ?? HEARTBEAT_MS);
@@ -139,10 +145,9 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
       },
     },
     (socket, request) => {
-      releaseUpgradeRequest(socket, request, deps.log);
-      alive.set(socket, true);
-      socket.on('pong', () => alive.set(socket, true));
-      new SocketSession(nextConnId++, socket, request, deps).start();
+      const session = new SocketSession(nextConnId++, socket, request, shared);
+      releaseUpgradeRequest(socket, request);
+      session.start();
     },
   );
 }
@@ -162,12 +167,52 @@ export function onSocketError(ws: WebSocket, err: Error, log: Pick<Log, 'debug'>
  * ones), and its socket 'error' listener, which closes over request and reply. The response is detached and the
  * listener replaced by an equivalent one (`onSocketError`, as the plugin's `errorHandler` in app.ts).
  */
-function releaseUpgradeRequest(ws: WebSocket, request: FastifyRequest, log: Log): void {
+function releaseUpgradeRequest(ws: WebSocket, request: FastifyRequest): void {
   const socket = request.raw.socket as (Socket & { _httpMessage?: ServerResponse | null }) | null;
   const response = socket?._httpMessage;
   if (socket && response && typeof response.detachSocket === 'function') response.detachSocket(socket);
   ws.removeAllListeners('error');
-  ws.on('error', (err) => onSocketError(ws, err, log));
+  ws.on('error', onWsError);
+}
+
+/**
+ * The socket's session, found from the socket. Listeners are shared functions that find their session this way
+ * (an emitter calls them with the socket as `this`) instead of closures made per socket: five closures and their
+ * contexts are a few hundred bytes on every one of thousands of idle sockets.
+ */
+const SESSION = Symbol('drawchat.session');
+type SessionSocket = WebSocket & { [SESSION]?: SocketSession };
+
+function sessionOf(ws: WebSocket): SocketSession | undefined {
+  return (ws as SessionSocket)[SESSION];
+}
+
+function onWsMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+  sessionOf(this)?.received(data, isBinary);
+}
+
+function onWsClose(this: WebSocket, code: number, reason: Buffer): void {
+  sessionOf(this)?.closed(code, reason.toString());
+}
+
+function onWsPing(this: WebSocket): void {
+  sessionOf(this)?.pinged();
+}
+
+function onWsPong(this: WebSocket): void {
+  const session = sessionOf(this);
+  if (session) session.alive = true;
+}
+
+function onWsError(this: WebSocket, err: Error): void {
+  const session = sessionOf(this);
+  if (session) onSocketError(this, err, session.deps.log);
+  else if (this.readyState !== this.CLOSING) this.terminate();
+}
+
+/** What every session of this server shares. */
+interface SessionContext extends WsDeps {
+  expiries: Deadlines<SocketSession>;
 }
 
 /** A heart as the client library and the widget send it (`JSON.stringify({ type: 'like' })`). */
@@ -179,12 +224,17 @@ class SocketSession {
   #handle: HubConnection | undefined;
   #slot: ConnectionSlot | undefined;
   #expiresAt = 0;
-  #expiryTimer: NodeJS.Timeout | undefined;
+  /** The token's expiry in `deps.expiries` (see `Deadlines`). */
+  deadline = 0;
+  deadlineSlot = -1;
+  /** Answered the last heartbeat ping. */
+  alive = true;
   #early: Array<[RawData, boolean]> | undefined = [];
   #earlyBytes = 0;
   readonly #frames: TokenBucket;
   readonly #pings: TokenBucket;
-  readonly #refusals: number[] = [];
+  /** Times of refusals in the last minute; created with the first one. */
+  #refusals: number[] | undefined;
   #closed = false;
   readonly #openedAt = Date.now();
   readonly #sessionId: number | undefined;
@@ -201,8 +251,9 @@ class SocketSession {
     readonly id: number,
     readonly ws: WebSocket,
     request: FastifyRequest,
-    readonly deps: WsDeps,
+    readonly deps: SessionContext,
   ) {
+    (ws as SessionSocket)[SESSION] = this;
     const sid = (request.params as { session_id?: string }).session_id ?? '';
     this.#sessionId = /^[1-9]\d{0,14}$/.test(sid) ? Number(sid) : undefined;
     const query = request.query as Record<string, unknown>;
@@ -215,29 +266,35 @@ class SocketSession {
 
   start(): void {
     // Listeners first, synchronously: frames that arrive during the async checks are kept, not lost.
-    this.ws.on('message', (data, isBinary) => {
-      if (this.#early) {
-        // Closed rather than silently dropped: a client that got no answer would wait for one forever.
-        this.#earlyBytes += rawLength(data);
-        if (this.#early.length >= MAX_EARLY_FRAMES || this.#earlyBytes > MAX_EARLY_BYTES) {
-          this.#early = [];
-          this.#abuse('too many frames before init');
-          return;
-        }
-        this.#early.push([data, isBinary]);
-        return;
-      }
-      this.#onFrame(data, isBinary);
-    });
-    this.ws.on('close', (code, reason) => this.#onClose(code, reason.toString()));
-    this.ws.on('ping', () => {
-      if (!this.#pings.tryTake().ok) this.#abuse('ping flood');
-    });
+    this.ws.on('message', onWsMessage);
+    this.ws.on('close', onWsClose);
+    this.ws.on('ping', onWsPing);
+    this.ws.on('pong', onWsPong);
     this.deps.metrics.connections.inc();
     void this.#open().catch((err) => {
       this.deps.log.error({ err, conn: this.id }, 'websocket open failed');
       this.#refuse(1011, 'internal error');
     });
+  }
+
+  /** A frame from the client (through `onWsMessage`). */
+  received(data: RawData, isBinary: boolean): void {
+    if (this.#early) {
+      // Closed rather than silently dropped: a client that got no answer would wait for one forever.
+      this.#earlyBytes += rawLength(data);
+      if (this.#early.length >= MAX_EARLY_FRAMES || this.#earlyBytes > MAX_EARLY_BYTES) {
+        this.#early = [];
+        this.#abuse('too many frames before init');
+        return;
+      }
+      this.#early.push([data, isBinary]);
+      return;
+    }
+    this.#onFrame(data, isBinary);
+  }
+
+  pinged(): void {
+    if (!this.#pings.tryTake().ok) this.#abuse('ping flood');
   }
 
   async #open(): Promise<void> {
@@ -341,11 +398,12 @@ class SocketSession {
     this.ws.close(code, reason);
   }
 
-  #onClose(code: number, reason: string): void {
+  /** The socket closed (through `onWsClose`). */
+  closed(code: number, reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#early = undefined;
-    if (this.#expiryTimer) clearTimeout(this.#expiryTimer);
+    this.deps.expiries.delete(this);
     this.deps.metrics.connections.dec();
     this.#slot?.release();
     if (this.#handle) {
@@ -358,14 +416,14 @@ class SocketSession {
   }
 
   #armExpiry(): void {
-    if (this.#expiryTimer) clearTimeout(this.#expiryTimer);
-    const wait = Math.min(Math.max(this.#expiresAt - this.deps.clock.now(), 0), MAX_TIMER_MS);
-    this.#expiryTimer = setTimeout(() => {
-      if (this.#expiresAt > this.deps.clock.now()) return this.#armExpiry();
-      this.deps.log.info({ conn: this.id, user: this.#user?.userId }, 'token expired on open socket');
-      this.ws.close(CloseCode.UNAUTHORIZED, 'token expired');
-    }, wait);
-    this.#expiryTimer.unref();
+    if (!this.#closed) this.deps.expiries.set(this, this.#expiresAt);
+  }
+
+  /** The token's expiry has passed (from `deps.expiries`). */
+  tokenExpired(): void {
+    if (this.#closed) return;
+    this.deps.log.info({ conn: this.id, user: this.#user?.userId }, 'token expired on open socket');
+    this.ws.close(CloseCode.UNAUTHORIZED, 'token expired');
   }
 
   #send(event: ServerEvent): void {
@@ -386,9 +444,11 @@ class SocketSession {
   /** Counts a refusal; a connection that keeps earning them is closed. */
   #refused(): void {
     const now = this.deps.clock.now();
-    this.#refusals.push(now);
-    while (this.#refusals.length > 0 && this.#refusals[0]! <= now - 60_000) this.#refusals.shift();
-    if (this.#refusals.length > MAX_REFUSALS_PER_MINUTE) this.#abuse('too many refused frames');
+    this.#refusals ??= [];
+    const refusals = this.#refusals;
+    refusals.push(now);
+    while (refusals.length > 0 && refusals[0]! <= now - 60_000) refusals.shift();
+    if (refusals.length > MAX_REFUSALS_PER_MINUTE) this.#abuse('too many refused frames');
   }
 
   #abuse(reason: string): void {

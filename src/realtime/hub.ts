@@ -9,6 +9,9 @@ interface Frame {
   messageId?: number;
 }
 
+/** The `pending` of every ready connection (nothing is added to it after `ready`). */
+const NO_FRAMES: Frame[] = [];
+
 /** Frames a connection whose `init` holds the messages up to `lastMessageId` still needs. */
 function notIn(lastMessageId: number): (f: Frame) => boolean {
   return (f) => f.messageId === undefined || f.messageId > lastMessageId;
@@ -195,7 +198,8 @@ export class Hub {
     const needed = notIn(lastMessageId);
     const frames: Frame[] = (Array.isArray(init) ? init : [init]).map((e) => ({ json: JSON.stringify(e) }));
     for (const f of conn.pending) if (needed(f)) frames.push(f);
-    conn.pending = [];
+    // Never filled again once ready (frames then go straight out): one shared empty list, not one per socket.
+    conn.pending = NO_FRAMES;
     conn.ready = true;
     // What is queued for the room goes to this connection with the next flush, like to everyone else; the part
     // of it that `init` holds must not reach it twice (issue 6: test/hardening/faults.test.ts H-FAULT-13). Not a

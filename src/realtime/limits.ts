@@ -38,6 +38,23 @@ export const LIKES_PER_SECOND = 10;
 
 const WINDOW_MS = 60_000;
 
+/** A slot counted in a node's per-user map (an object, not a closure: one of these lives as long as each socket). */
+class LocalSlot implements ConnectionSlot {
+  #released = false;
+  constructor(
+    private readonly counts: Map<string, number>,
+    private readonly userId: string,
+  ) {}
+
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    const left = (this.counts.get(this.userId) ?? 1) - 1;
+    if (left <= 0) this.counts.delete(this.userId);
+    else this.counts.set(this.userId, left);
+  }
+}
+
 /** One node: exact sliding window for messages, token buckets for hearts and likes, a counter per user. */
 export class LocalLimits implements Limits {
   readonly #messages: SlidingWindowLimiter;
@@ -91,16 +108,7 @@ export class LocalLimits implements Limits {
     const n = this.#connections.get(userId) ?? 0;
     if (n >= this.settings.maxConnectionsPerUser) return null;
     this.#connections.set(userId, n + 1);
-    let released = false;
-    return {
-      release: () => {
-        if (released) return;
-        released = true;
-        const left = (this.#connections.get(userId) ?? 1) - 1;
-        if (left <= 0) this.#connections.delete(userId);
-        else this.#connections.set(userId, left);
-      },
-    };
+    return new LocalSlot(this.#connections, userId);
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -113,6 +113,23 @@ describe('abuse (issue 6)', () => {
     b.send({ type: 'message', message: 'still here', client_msg_id: 'by-1' });
     await b.next('new_message', (e) => e.message.client_msg_id === 'by-1');
     expect(b.messages().filter((m) => m.user_id === n.userId(abuser))).toHaveLength(10);
+  });
+
+  it('[H-ABUSE-09] an open socket keeps nothing of its upgrade: no deadline timer, close listener or HTTP response of ours stays on its TCP socket for the hours it is open', async () => {
+    const n = await node();
+    const token = await n.token('long-stay');
+    const sid = await n.sessionId(token);
+    await n.connect(sid, token);
+    await n.connect(sid, await n.token('long-stay-2'));
+    const clients = [...n.server.app.websocketServer.clients];
+    expect(clients).toHaveLength(2);
+    for (const ws of clients) {
+      const tcp = (ws as unknown as { _socket: Socket & { _httpMessage?: unknown } })._socket;
+      // What `ws` itself listens to is all that is left (a listener of ours would keep its closure, the
+      // cleared deadline timer and the socket's bookkeeping alive per connection).
+      expect(tcp.listeners('close').map((f) => f.name)).toEqual(['socketOnClose']);
+      expect(tcp._httpMessage ?? null).toBeNull();
+    }
   });
 
   it('[H-ABUSE-02] 20 sockets for one user opened at once (a race): exactly 5 get `init`, 15 are closed 4429; a freed slot is reusable; another user is unaffected', async () => {
