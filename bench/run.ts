@@ -47,6 +47,7 @@ const { values } = parseArgs({
     redis: { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
     before: { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
+    'profile-storm': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -54,6 +55,7 @@ if (values.help) {
   process.stdout.write(
     'usage: npm run bench [-- --smoke] [-- --only fanout,hearts,storm,ingest,scale,history] [-- --out DIR] [-- --before] [-- --cpu-prof DIR]\n' +
       '  --cpu-prof DIR writes a V8 CPU profile of the draw-chat fan-out server (the whole run) into DIR\n' +
+      '  --profile-storm P profiles only the reconnect storms: P-warm.node1.cpuprofile, P-cold.node1.cpuprofile\n' +
       '  --before also runs draw-chat with the fan-out code from before the performance work (bench/before/)\n',
   );
   process.exit(0);
@@ -581,6 +583,7 @@ async function stormPhase(
   ctx.mon.offered = P.stormMsgRate;
   ctx.mon.phase = 'storm';
   await sleep(2000);
+  if (values['profile-storm']) await target.profile?.('start');
   const q0 = await target.probe!();
   const c0 = (await metricHistogram(target.urls, 'drawchat_commit_seconds')).count;
   const dropAt = performance.now();
@@ -598,6 +601,10 @@ async function stormPhase(
     }
   }
   const q1 = await target.probe!();
+  if (values['profile-storm']) {
+    const files = (await target.profile?.('stop', `${values['profile-storm']}-${kind}`)) ?? [];
+    progress.log(`  profiled the storm: ${files.join(', ')}`);
+  }
   const c1 = (await metricHistogram(target.urls, 'drawchat_commit_seconds')).count;
   const w = ctx.mon.window(tBefore, ctx.mon.now());
   await ctx.drain(3000);

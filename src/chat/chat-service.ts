@@ -103,7 +103,8 @@ export class ChatService {
   readonly limits: Limits;
   readonly #presence: Presence;
   readonly #sequencer: Sequencer;
-  readonly #users = new Map<string, { user: ChatUser; key: string; until: number }>();
+  /** userId → the user as resolved from these claims, until `until` (one entry per connected user). */
+  readonly #users = new Map<string, { user: ChatUser; identity: IdentityInput; until: number }>();
   #active: ActiveSession | null = null;
   /** While closed: the instant the next window opens (null: none scheduled); avoids recomputing per call. */
   #closedUntil: number | null | undefined;
@@ -464,9 +465,8 @@ export class ChatService {
 
   async resolveUser(identity: IdentityInput): Promise<ChatUser> {
     const now = this.#deps.clock.now();
-    const key = `${identity.claimName}\u0000${identity.claimPicture}\u0000${identity.fallbackName}\u0000${identity.isHost}`;
     const cached = this.#users.get(identity.userId);
-    if (cached && cached.key === key && cached.until > now) return cached.user;
+    if (cached && cached.until > now && sameClaims(cached.identity, identity)) return cached.user;
     const claims = {
       id: identity.userId,
       claimName: identity.claimName,
@@ -484,7 +484,7 @@ export class ChatService {
       profilePic: record.profilePic,
       isHost: identity.isHost,
     };
-    this.#users.set(identity.userId, { user, key, until: now + USER_CACHE_MS });
+    this.#users.set(identity.userId, { user, identity, until: now + USER_CACHE_MS });
     return user;
   }
 
@@ -882,4 +882,15 @@ function findById(list: readonly StoredMessage[], id: number): StoredMessage | u
 
 function clientKey(userId: string, clientMsgId: string): string {
   return `${userId}\u0000${clientMsgId}`;
+}
+
+/** Do two sets of token claims describe the user the same way? (Compared field by field: a key string built of
+ * them would be one more string per connected user.) */
+function sameClaims(a: IdentityInput, b: IdentityInput): boolean {
+  return (
+    a.claimName === b.claimName &&
+    a.claimPicture === b.claimPicture &&
+    a.fallbackName === b.fallbackName &&
+    a.isHost === b.isHost
+  );
 }

@@ -231,8 +231,9 @@ class SocketSession {
   alive = true;
   #early: Array<[RawData, boolean]> | undefined = [];
   #earlyBytes = 0;
-  readonly #frames: TokenBucket;
-  readonly #pings: TokenBucket;
+  /** Frame and ping budgets, made with the first frame or ping (full then, as they would be by that time). */
+  #frames: TokenBucket | undefined;
+  #pings: TokenBucket | undefined;
   /** Times of refusals in the last minute; created with the first one. */
   #refusals: number[] | undefined;
   #closed = false;
@@ -260,8 +261,6 @@ class SocketSession {
     this.#batch = query.batch === '1' || query.batch === 'true';
     this.#ip = request.ip;
     this.#handshake = { origin: request.headers.origin, host: request.headers.host, query };
-    this.#frames = new TokenBucket(FRAME_BURST, FRAMES_PER_SECOND, deps.clock);
-    this.#pings = new TokenBucket(PING_BURST, PINGS_PER_SECOND, deps.clock);
   }
 
   start(): void {
@@ -294,6 +293,7 @@ class SocketSession {
   }
 
   pinged(): void {
+    this.#pings ??= new TokenBucket(PING_BURST, PINGS_PER_SECOND, this.deps.clock);
     if (!this.#pings.tryTake().ok) this.#abuse('ping flood');
   }
 
@@ -462,6 +462,7 @@ class SocketSession {
 
   #onFrame(data: RawData, isBinary: boolean): void {
     if (this.#closed || !this.#user) return;
+    this.#frames ??= new TokenBucket(FRAME_BURST, FRAMES_PER_SECOND, this.deps.clock);
     const allowed = this.#frames.tryTake();
     if (!allowed.ok) {
       this.#error('rate_limited', 'Too many frames; slow down.', { retry_after_ms: allowed.retryAfterMs });

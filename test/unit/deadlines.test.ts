@@ -9,7 +9,11 @@ const item = (name: string): Item => ({ name, deadline: 0, deadlineSlot: -1 });
 describe('Deadlines (one timer for every socket’s token expiry)', () => {
   let now = 0;
   let fired: string[] = [];
-  const make = () => new Deadlines<Item>(() => now, (i) => fired.push(i.name));
+  const make = () =>
+    new Deadlines<Item>(
+      () => now,
+      (i) => fired.push(i.name),
+    );
   /** Moves the clock and the (fake) timers together. */
   const advance = (ms: number) => {
     now += ms;
