@@ -123,7 +123,7 @@ describe('frames (issue 6)', () => {
     }
   });
 
-  it('[H-FRAME-02] 10 frames of 1 MiB (10 sockets) → each closed 1009; server RSS grows < 5 MiB', async () => {
+  it('[H-FRAME-02] 10 frames of 1 MiB (10 sockets) → each closed 1009; over six more such rounds (60 MiB sent) heap + buffers grow < 2 MiB and RSS < 30 MiB', async () => {
     const big = 'x'.repeat(MiB);
     const round = () =>
       Promise.all(
@@ -136,11 +136,15 @@ describe('frames (issue 6)', () => {
     expect(await round()).toEqual(Array(10).fill(1009)); // warm: the first 1009 path compiles code
     await sleep(200);
     const before = await proc.probe();
-    expect(await round()).toEqual(Array(10).fill(1009));
+    for (let i = 0; i < 6; i++) expect(await round()).toEqual(Array(10).fill(1009));
     await sleep(200);
     const after = await proc.probe();
-    expect(after.rss - before.rss).toBeLessThan(5 * MiB);
+    // What the process holds after a forced GC is judged exactly. RSS is judged against what was sent: it moves by
+    // whole allocator arenas either way (+8 and +16 MiB, and -3 to -6 MiB, were seen over one to three rounds;
+    // swings of that size showed with the earlier code too), so a bound of a few MiB over one round failed at
+    // random in a loaded CI run; frames kept by the server would add the 60 MiB sent.
     expect(after.heapUsed + after.external - before.heapUsed - before.external).toBeLessThan(2 * MiB);
+    expect(after.rss - before.rss).toBeLessThan(30 * MiB);
     await stillServing();
   });
 
