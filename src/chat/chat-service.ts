@@ -315,7 +315,6 @@ export class ChatService {
     this.#timer.unref();
   }
 
-  /** The session whose window is open now, or null. Always agrees with the clock, timers or not. */
   /** The active session as cached, if it is still within its window now; no I/O. */
   #activeNow(): ActiveSession | undefined {
     const now = this.#deps.clock.now();
@@ -325,6 +324,7 @@ export class ChatService {
       : undefined;
   }
 
+  /** The session whose window is open now, or null. Always agrees with the clock, timers or not. */
   async activeSession(): Promise<ActiveSession | null> {
     const cached = this.#activeNow();
     if (cached) return cached;

@@ -223,8 +223,7 @@ class SocketSession {
   #user: ChatUser | undefined;
   #handle: HubConnection | undefined;
   #slot: ConnectionSlot | undefined;
-  #expiresAt = 0;
-  /** The token's expiry in `deps.expiries` (see `Deadlines`). */
+  /** The token's expiry (ms), kept by `deps.expiries` (see `Deadlines`). */
   deadline = 0;
   deadlineSlot = -1;
   /** Answered the last heartbeat ping. */
@@ -309,10 +308,11 @@ class SocketSession {
     const token = typeof query.token === 'string' ? query.token : '';
     if (token === '') return this.#refuse(CloseCode.UNAUTHORIZED, 'token required');
     let user: ChatUser;
+    let expiresAt: number;
     try {
       const verified = await auth.userFromToken(token);
       user = verified.user;
-      this.#expiresAt = verified.expiresAt;
+      expiresAt = verified.expiresAt;
     } catch (err) {
       if (err instanceof ChatError && err.code === 'unauthorized') {
         return this.#refuse(CloseCode.UNAUTHORIZED, 'invalid or expired token');
@@ -386,7 +386,7 @@ class SocketSession {
     if (sinceRaw !== undefined && since === undefined) {
       this.#error('bad_request', '`since` must be a message id; sent recent history instead.');
     }
-    this.#armExpiry();
+    this.#armExpiry(expiresAt);
     const early = this.#early ?? [];
     this.#early = undefined;
     for (const [data, isBinary] of early) this.#onFrame(data, isBinary);
@@ -415,8 +415,8 @@ class SocketSession {
     }
   }
 
-  #armExpiry(): void {
-    if (!this.#closed) this.deps.expiries.set(this, this.#expiresAt);
+  #armExpiry(expiresAt: number): void {
+    if (!this.#closed) this.deps.expiries.set(this, expiresAt);
   }
 
   /** The token's expiry has passed (from `deps.expiries`). */
@@ -579,8 +579,7 @@ class SocketSession {
         if (refreshed.user.userId !== user.userId)
           return this.#error('forbidden', 'The new token is for another user.');
         this.#user = { ...user, ...refreshed.user };
-        this.#expiresAt = refreshed.expiresAt;
-        this.#armExpiry();
+        this.#armExpiry(refreshed.expiresAt);
         return;
       }
       case 'ping':

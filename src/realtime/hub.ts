@@ -97,7 +97,7 @@ export interface HubOptions {
   onSlowConsumer?: (conn: HubConnection) => void;
   /** Wall clock (ms), for the commit-to-send latency. */
   now?: () => number;
-  /** Monotonic clock (ms; default `performance.now`) for tick and count spacing and the cost of a tick. */
+  /** Monotonic clock (ms; default `performance.now`) for ticks, counts and presence batching. */
   monotonic?: () => number;
 }
 
@@ -119,8 +119,8 @@ export class Hub {
   readonly #tickCostFactor: number;
   readonly #maxTickMs: number;
   readonly #joinBatchMs: number;
-  /** End of the current window of arrivals (see `joinBatchMs`), `performance.now()` ms. */
-  #joinWindowEnd = 0;
+  /** End of the current window of arrivals (see `joinBatchMs`), on the monotonic clock. */
+  #joinWindowEnd = Number.NEGATIVE_INFINITY;
   readonly #leaveDelayMs: number;
   /** `sessionId\0userId` → the presence change not yet reported, and when it is due. */
   readonly #presencePending = new Map<
@@ -326,8 +326,8 @@ export class Hub {
     if (this.#presenceTimer) clearTimeout(this.#presenceTimer);
     this.#presenceDue = due;
     this.#presenceTimer = setTimeout(
-      () => this.#reportPresence(performance.now() + 1),
-      Math.max(0, due - performance.now()),
+      () => this.#reportPresence(this.#monotonic() + 1),
+      Math.max(0, due - this.#monotonic()),
     );
     this.#presenceTimer.unref();
   }
@@ -340,7 +340,7 @@ export class Hub {
       this.#presencePending.delete(key);
       return;
     }
-    const now = performance.now();
+    const now = this.#monotonic();
     let due: number;
     if (!active) {
       due = now + this.#leaveDelayMs;

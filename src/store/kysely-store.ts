@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type Kysely, type Selectable, sql } from 'kysely';
+import { type Insertable, type Kysely, type OnConflictBuilder, type Selectable, sql } from 'kysely';
 import { openDatabase } from './database.js';
 import { migrateToLatest } from './migrations/index.js';
 import type {
@@ -37,6 +37,31 @@ function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
+}
+
+/** A users row as token claims create it (the backend profile fields empty). */
+function claimsRow(u: UserClaimsInput): Insertable<UsersTable> {
+  const at = iso(u.at);
+  return {
+    id: u.id,
+    claim_name: u.claimName,
+    claim_picture: u.claimPicture,
+    profile_name: null,
+    profile_pic: null,
+    fallback_name: u.fallbackName,
+    created_at: at,
+    updated_at: at,
+  };
+}
+
+/** A user already stored takes the new claims (and `updated_at`); the backend profile stays. */
+function updateClaims(oc: OnConflictBuilder<Database, 'users'>) {
+  return oc.column('id').doUpdateSet((eb) => ({
+    claim_name: eb.ref('excluded.claim_name'),
+    claim_picture: eb.ref('excluded.claim_picture'),
+    fallback_name: eb.ref('excluded.fallback_name'),
+    updated_at: eb.ref('excluded.updated_at'),
+  }));
 }
 
 function toUser(row: UserRow): UserRecord {
@@ -164,27 +189,10 @@ export class KyselyChatStore implements ChatStore {
   // --- users -------------------------------------------------------------------------------------------------
 
   async upsertUserFromClaims(input: UserClaimsInput): Promise<UserRecord> {
-    const at = iso(input.at);
     const row = await this.db
       .insertInto('users')
-      .values({
-        id: input.id,
-        claim_name: input.claimName,
-        claim_picture: input.claimPicture,
-        profile_name: null,
-        profile_pic: null,
-        fallback_name: input.fallbackName,
-        created_at: at,
-        updated_at: at,
-      })
-      .onConflict((oc) =>
-        oc.column('id').doUpdateSet({
-          claim_name: input.claimName,
-          claim_picture: input.claimPicture,
-          fallback_name: input.fallbackName,
-          updated_at: at,
-        }),
-      )
+      .values(claimsRow(input))
+      .onConflict(updateClaims)
       .returningAll()
       .executeTakeFirstOrThrow();
     return toUser(row);
@@ -218,29 +226,7 @@ export class KyselyChatStore implements ChatStore {
     const latest = new Map(users.map((u) => [u.id, u]));
     const ordered = [...latest.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     for (const part of chunks(ordered)) {
-      await trx
-        .insertInto('users')
-        .values(
-          part.map((u) => ({
-            id: u.id,
-            claim_name: u.claimName,
-            claim_picture: u.claimPicture,
-            profile_name: null,
-            profile_pic: null,
-            fallback_name: u.fallbackName,
-            created_at: iso(u.at),
-            updated_at: iso(u.at),
-          })),
-        )
-        .onConflict((oc) =>
-          oc.column('id').doUpdateSet((eb) => ({
-            claim_name: eb.ref('excluded.claim_name'),
-            claim_picture: eb.ref('excluded.claim_picture'),
-            fallback_name: eb.ref('excluded.fallback_name'),
-            updated_at: eb.ref('excluded.updated_at'),
-          })),
-        )
-        .execute();
+      await trx.insertInto('users').values(part.map(claimsRow)).onConflict(updateClaims).execute();
     }
   }
 
