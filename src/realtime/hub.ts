@@ -399,7 +399,12 @@ export class Hub {
     const gap = Math.min(this.#maxTickMs, room.flushCostMs * this.#tickCostFactor);
     const wait = room.lastFlushStart + gap - this.#monotonic();
     if (wait < 1) {
-      setImmediate(() => this.#flush(room));
+      if (gap < 1) setImmediate(() => this.#flush(room));
+      // A busy room whose tick is already due (its ticks run back to back): one turn of the event loop later, so
+      // that what that turn reads and commits first (the frames that came in while the last tick was being
+      // written) goes with this tick. At once, their commit ran right after the tick and they waited a whole
+      // tick more on the server.
+      else setImmediate(() => setImmediate(() => this.#flush(room)));
       return;
     }
     room.flushTimer = setTimeout(() => this.#flush(room), wait);

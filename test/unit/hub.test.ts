@@ -54,6 +54,20 @@ const initEvent = (): ServerEvent => ({ type: 'viewer_count_update', session_id:
 const ids = (s: MemorySocket) => s.events().flatMap((e) => (e.type === 'new_message' ? [e.message.id] : []));
 const turn = () => new Promise((r) => setImmediate(r));
 
+/** A socket whose every write costs `ms` of the hub's monotonic clock. */
+class SlowSocket extends MemorySocket {
+  constructor(
+    private readonly clock: { t: number },
+    private readonly ms: number,
+  ) {
+    super();
+  }
+  override send(data: string): void {
+    this.clock.t += this.ms;
+    super.send(data);
+  }
+}
+
 describe('Hub', () => {
   it('a connection that becomes ready while messages are queued gets each message once: init has some, the tick the rest', async () => {
     for (const batch of [false, true]) {
@@ -103,20 +117,39 @@ describe('Hub', () => {
   });
 });
 
+describe('Hub ticks', () => {
+  it('an overdue tick of a busy room takes what was queued in the loop before it runs (frames read during the last tick, committed after it)', async () => {
+    const clock = { t: 1_000 };
+    const hub = new Hub({ tickCostFactor: 2, maxTickMs: 100, monotonic: () => clock.t });
+    // Ten sockets at 15 ms a write: a tick costs 150 ms, more than maxTickMs, so the next one is due at once.
+    const viewers = Array.from({ length: 10 }, (_, i) => {
+      const socket = new SlowSocket(clock, 15);
+      hub.ready(hub.join({ sessionId: SESSION, userId: `v${i}`, batch: true, socket }), initEvent(), 0);
+      return socket;
+    });
+    hub.publish(SESSION, message(1));
+    await turn();
+    expect(viewers[0]!.writes).toHaveLength(2);
+    // On a server: a commit publishes message 2, which schedules the next tick; frames read while the last tick
+    // was being written are committed in the same turn as that tick runs, queued after it was scheduled.
+    await new Promise<void>((done) => {
+      setImmediate(() => {
+        hub.publish(SESSION, message(2));
+        setImmediate(() => hub.publish(SESSION, message(3)));
+        setImmediate(() => setImmediate(() => setImmediate(done)));
+      });
+    });
+    await turn();
+    for (const v of viewers) {
+      expect(ids(v)).toEqual([1, 2, 3]);
+      // Messages 2 and 3 in one tick: one write, not one tick later each.
+      expect(v.writes).toHaveLength(3);
+    }
+    hub.closeAll(1001, 'test');
+  });
+});
+
 describe('Hub count updates', () => {
-  /** A socket whose every write costs `ms` of the hub's monotonic clock. */
-  class SlowSocket extends MemorySocket {
-    constructor(
-      private readonly clock: { t: number },
-      private readonly ms: number,
-    ) {
-      super();
-    }
-    override send(data: string): void {
-      this.clock.t += this.ms;
-      super.send(data);
-    }
-  }
   /** Count updates received after `init` (which `initEvent` stands in for with a count of its own). */
   const counts = (s: MemorySocket) =>
     s
