@@ -117,17 +117,19 @@ export class Generator {
     const perWorker: ClientSpec[][] = this.#workers.map(() => []);
     const fullEvery = plan.fullShare > 0 ? Math.max(1, Math.round(1 / plan.fullShare)) : 0;
     const sampleEvery = plan.sampleShare > 0 ? Math.max(1, Math.round(1 / plan.sampleShare)) : 0;
+    // Each kind of client is dealt round the workers on its own: dealing them all by `k % workers` put every full
+    // client (k = 49, 99, 149… are all odd) on one worker and every latency sample (k = 0, 10, 20…) on the other,
+    // so one process did all the schema checking while the other measured latency.
+    const dealt = new Map<string, number>();
     for (let k = 0; k < plan.viewers; k++) {
       const index = offset + k;
       const sender = k < plan.senders;
       const full = !sender && fullEvery > 0 && k % fullEvery === fullEvery - 1;
-      perWorker[k % this.#workers.length]!.push({
-        index,
-        token: plan.tokens?.[k],
-        full,
-        sender,
-        sample: !full && sampleEvery > 0 && k % sampleEvery === 0,
-      });
+      const sample = !full && sampleEvery > 0 && k % sampleEvery === 0;
+      const kind = `${sender}${full}${sample}`;
+      const n = dealt.get(kind) ?? 0;
+      dealt.set(kind, n + 1);
+      perWorker[n % this.#workers.length]!.push({ index, token: plan.tokens?.[k], full, sender, sample });
     }
     const wire = {
       kind: target.kind,
