@@ -740,15 +740,17 @@ export class ChatClient {
     const you = d.you?.user_id;
     for (const m of incoming) {
       if (m.session_id !== this.#sessionId) continue;
-      const { liked_by_me, ...rest } = m;
-      const item: ChatItem = { ...rest, liked_by_me: liked_by_me ?? false };
-      const at = sortedIndex(list, m.id);
+      // Live messages come in id order: the common case appends without a search.
+      const newest = list.at(-1);
+      const at = newest === undefined || newest.id < m.id ? list.length : sortedIndex(list, m.id);
       if (list[at]?.id !== m.id) {
         if (!this.#draftOwnsMessages) {
           list = [...list];
           d.messages = list;
           this.#draftOwnsMessages = true;
         }
+        // The parsed event is ours alone; it is copied only to fill in an absent `liked_by_me`.
+        const item: ChatItem = m.liked_by_me === undefined ? { ...m, liked_by_me: false } : (m as ChatItem);
         if (at === list.length) list.push(item);
         else list.splice(at, 0, item);
       }
@@ -758,7 +760,7 @@ export class ChatClient {
         if (d.pending.some((p) => p.client_msg_id === cmid)) {
           d.pending = d.pending.filter((p) => p.client_msg_id !== cmid);
           this.#sentOnSocket.delete(cmid);
-          this.#settle(cmid, { ok: true, message: list[sortedIndex(list, m.id)] ?? item });
+          this.#settle(cmid, { ok: true, message: list[at]! });
         }
       }
     }
