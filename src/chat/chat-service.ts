@@ -125,6 +125,8 @@ export class ChatService {
     this.hub = new Hub({
       onPresence: (sessionId, userId, active) => this.#onPresence(sessionId, userId, active),
       onDeliveryLatency: (ms) => metrics.deliveryLatency.observe(ms / 1000),
+      // Set below; an overdue tick waits for a commit already queued (see HubOptions.pendingWork).
+      pendingWork: () => this.#queue.busy,
       onSlowConsumer: (conn) => {
         metrics.slowConsumers.inc();
         deps.log.warn({ conn: conn.id, user: conn.userId, session: conn.sessionId }, 'slow consumer cut off');

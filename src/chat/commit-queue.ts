@@ -83,6 +83,11 @@ export class CommitQueue {
     }, this.lazyMs);
   }
 
+  /** A transaction is scheduled for this turn of the event loop, or running. */
+  get busy(): boolean {
+    return this.#scheduled || this.#inFlight !== undefined;
+  }
+
   /** Resolves when everything submitted so far is committed (or failed). */
   async drain(): Promise<void> {
     while (this.#inFlight || this.#scheduled || !isEmpty(this.#batch)) {

@@ -83,6 +83,14 @@ export interface HubOptions {
   tickCostFactor?: number;
   maxTickMs?: number;
   /**
+   * True while work queued in the current turn of the event loop will publish to rooms (the group commit of
+   * frames just read): an overdue tick of a busy room waits for it, a turn at a time, at most `maxDeferrals`
+   * (default 4) turns and `maxDeferralMs` (default 10) in all.
+   */
+  pendingWork?: () => boolean;
+  maxDeferrals?: number;
+  maxDeferralMs?: number;
+  /**
    * Presence changes are reported in batches and netted. A departure waits `leaveDelayMs` (default 1.5 s): a user
    * who comes back before it was reported (a reconnect) never left, so resuming writes no viewer row and moves
    * no count. An arrival is reported at once, unless another one was less than `joinBatchMs` (default 100 ms)
@@ -120,6 +128,8 @@ export class Hub {
   readonly #tickCostFactor: number;
   readonly #maxTickMs: number;
   readonly #joinBatchMs: number;
+  readonly #maxDeferrals: number;
+  readonly #maxDeferralMs: number;
   /** End of the current window of arrivals (see `joinBatchMs`), on the monotonic clock. */
   #joinWindowEnd = Number.NEGATIVE_INFINITY;
   readonly #leaveDelayMs: number;
@@ -145,6 +155,8 @@ export class Hub {
     this.#tickCostFactor = options.tickCostFactor ?? 2;
     this.#maxTickMs = options.maxTickMs ?? 100;
     this.#joinBatchMs = options.joinBatchMs ?? 100;
+    this.#maxDeferrals = options.maxDeferrals ?? 4;
+    this.#maxDeferralMs = options.maxDeferralMs ?? 10;
     this.#leaveDelayMs = options.leaveDelayMs ?? 1500;
     this.#now = options.now ?? Date.now;
     this.#monotonic = options.monotonic ?? (() => performance.now());
@@ -405,10 +417,30 @@ export class Hub {
       // that what that turn reads and commits first (the frames that came in while the last tick was being
       // written) goes with this tick. At once, their commit ran right after the tick and they waited a whole
       // tick more on the server.
-      else setImmediate(() => setImmediate(() => this.#flush(room)));
+      else setImmediate(() => this.#overdueFlush(room, this.#monotonic(), 0));
       return;
     }
     room.flushTimer = setTimeout(() => this.#flush(room), wait);
+  }
+
+  /**
+   * An overdue tick of a busy room, called a turn of the event loop after it was due: one turn later, and then,
+   * while `pendingWork` says that work queued in that turn will publish (the group commit of frames just read),
+   * one more turn at a time, at most `maxDeferrals` turns and `maxDeferralMs` in all. A message read while the commit before a tick ran used to miss
+   * that tick and wait for the next (100 ms in a big room); now only what arrives during the last, shorter commit
+   * does.
+   */
+  #overdueFlush(room: Room, since: number, turns: number): void {
+    if (
+      turns === 0 ||
+      (turns < this.#maxDeferrals &&
+        this.#options.pendingWork?.() === true &&
+        this.#monotonic() - since < this.#maxDeferralMs)
+    ) {
+      setImmediate(() => this.#overdueFlush(room, since, turns + 1));
+      return;
+    }
+    this.#flush(room);
   }
 
   #scheduleCounts(room: Room): void {

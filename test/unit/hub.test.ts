@@ -149,6 +149,69 @@ describe('Hub ticks', () => {
   });
 });
 
+describe('Hub ticks waiting for pending work', () => {
+  it('an overdue tick waits, a turn at a time, while work that will publish is pending (a commit of frames read just before it)', async () => {
+    for (const withPending of [true, false]) {
+      const clock = { t: 1_000 };
+      let queued = false;
+      const hub = new Hub({
+        tickCostFactor: 2,
+        maxTickMs: 100,
+        monotonic: () => clock.t,
+        ...(withPending ? { pendingWork: () => queued } : {}),
+      });
+      const viewers = Array.from({ length: 10 }, (_, i) => {
+        const socket = new SlowSocket(clock, 15);
+        hub.ready(hub.join({ sessionId: SESSION, userId: `v${i}`, batch: true, socket }), initEvent(), 0);
+        return socket;
+      });
+      hub.publish(SESSION, message(1));
+      await turn();
+      // Message 2 makes the overdue tick due; a turn later, frames are read and their commit is queued (`queued`),
+      // and that commit publishes message 3 in the turn after.
+      await new Promise<void>((done) => {
+        setImmediate(() => {
+          hub.publish(SESSION, message(2));
+          setImmediate(() => {
+            queued = true;
+            setImmediate(() => {
+              hub.publish(SESSION, message(3));
+              queued = false;
+            });
+          });
+          setImmediate(() => setImmediate(() => setImmediate(() => setImmediate(done))));
+        });
+      });
+      await turn();
+      for (const v of viewers) {
+        expect(ids(v)).toEqual([1, 2, 3]);
+        // With pendingWork the tick waited for message 3's commit: one write for 2 and 3; without, one each.
+        expect(v.writes).toHaveLength(withPending ? 3 : 4);
+      }
+      hub.closeAll(1001, 'test');
+    }
+  });
+
+  it('waits at most maxDeferrals turns', async () => {
+    const clock = { t: 1_000 };
+    const hub = new Hub({
+      tickCostFactor: 2,
+      maxTickMs: 100,
+      monotonic: () => clock.t,
+      pendingWork: () => true,
+    });
+    const socket = new SlowSocket(clock, 150);
+    hub.ready(hub.join({ sessionId: SESSION, userId: 'v', batch: true, socket }), initEvent(), 0);
+    hub.publish(SESSION, message(1));
+    await turn();
+    hub.publish(SESSION, message(2));
+    // Due now: written after the first turn plus at most four more, although work is always pending.
+    for (let i = 0; i < 6; i++) await turn();
+    expect(ids(socket)).toEqual([1, 2]);
+    hub.closeAll(1001, 'test');
+  });
+});
+
 describe('Hub count updates', () => {
   /** Count updates received after `init` (which `initEvent` stands in for with a count of its own). */
   const counts = (s: MemorySocket) =>
