@@ -98,7 +98,10 @@ const P = smoke
       sample: 0.1,
       concurrency: 100,
       settleMs: 3000,
-      stepS: 3,
+      // Judged on the last 5 s of each 6 s step. With 2 s of 3, one stall of about 100 ms (a collection, a
+      // checkpoint, a core taken away) in the window decided the step: six runs of nearly the same code read 0.67×
+      // to 1.18× of the batched baseline (2026-11-26 05:04–05:45, docs/BENCHMARKS.md).
+      stepS: 6,
       // Two bisections: rates resolved to within 2^(1/4) ≈ 1.19× (one left them 1.41× apart, so a ratio of two
       // searches could only read 0.5, 0.71 or 1).
       bisections: 2,
