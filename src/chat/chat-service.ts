@@ -125,7 +125,8 @@ export class ChatService {
     this.hub = new Hub({
       onPresence: (sessionId, userId, active) => this.#onPresence(sessionId, userId, active),
       onDeliveryLatency: (ms) => metrics.deliveryLatency.observe(ms / 1000),
-      // Set below; an overdue tick waits for a commit already queued (see HubOptions.pendingWork).
+      // An overdue tick waits for a commit already queued (see HubOptions.pendingWork); #queue is made below and
+      // only read when a tick runs.
       pendingWork: () => this.#queue.busy,
       onSlowConsumer: (conn) => {
         metrics.slowConsumers.inc();

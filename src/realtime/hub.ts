@@ -413,10 +413,9 @@ export class Hub {
     const wait = room.lastFlushStart + gap - this.#monotonic();
     if (wait < 1) {
       if (gap < 1) setImmediate(() => this.#flush(room));
-      // A busy room whose tick is already due (its ticks run back to back): one turn of the event loop later, so
-      // that what that turn reads and commits first (the frames that came in while the last tick was being
-      // written) goes with this tick. At once, their commit ran right after the tick and they waited a whole
-      // tick more on the server.
+      // A busy room whose tick is already due (its ticks run back to back): not at once, but after the commits of
+      // what was read meanwhile (see #overdueFlush). At once, those ran right after the tick and their messages
+      // waited a whole tick more on the server.
       else setImmediate(() => this.#overdueFlush(room, this.#monotonic(), 0));
       return;
     }
@@ -426,9 +425,9 @@ export class Hub {
   /**
    * An overdue tick of a busy room, called a turn of the event loop after it was due: one turn later, and then,
    * while `pendingWork` says that work queued in that turn will publish (the group commit of frames just read),
-   * one more turn at a time, at most `maxDeferrals` turns and `maxDeferralMs` in all. A message read while the commit before a tick ran used to miss
-   * that tick and wait for the next (100 ms in a big room); now only what arrives during the last, shorter commit
-   * does.
+   * one more turn at a time, at most `maxDeferrals` turns and `maxDeferralMs` in all. A message read while the
+   * commit before a tick ran used to miss that tick and wait for the next (100 ms in a big room); now only what
+   * arrives during the last, shorter commit does.
    */
   #overdueFlush(room: Room, since: number, turns: number): void {
     if (
