@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ServerEvent } from '../../src/protocol/messages.js';
-import { Hub } from '../../src/realtime/hub.js';
+import { Hub, type HubOptions } from '../../src/realtime/hub.js';
 import type { HubSocket } from '../../src/realtime/socket.js';
 
 /** An in-memory socket: records each write (one `send`, or the frames between cork and uncork). */
@@ -117,19 +117,27 @@ describe('Hub', () => {
   });
 });
 
+/**
+ * A room of ten sockets at 15 ms a write on the hub's clock: a tick costs 150 ms, more than `maxTickMs` (100), so
+ * once message 1 is out the next tick is due at once.
+ */
+async function busyRoom(options: HubOptions = {}) {
+  const clock = { t: 1_000 };
+  const hub = new Hub({ tickCostFactor: 2, maxTickMs: 100, monotonic: () => clock.t, ...options });
+  const viewers = Array.from({ length: 10 }, (_, i) => {
+    const socket = new SlowSocket(clock, 15);
+    hub.ready(hub.join({ sessionId: SESSION, userId: `v${i}`, batch: true, socket }), initEvent(), 0);
+    return socket;
+  });
+  hub.publish(SESSION, message(1));
+  await turn();
+  expect(viewers[0]!.writes).toHaveLength(2);
+  return { hub, viewers };
+}
+
 describe('Hub ticks', () => {
   it('an overdue tick of a busy room takes what was queued in the loop before it runs (frames read during the last tick, committed after it)', async () => {
-    const clock = { t: 1_000 };
-    const hub = new Hub({ tickCostFactor: 2, maxTickMs: 100, monotonic: () => clock.t });
-    // Ten sockets at 15 ms a write: a tick costs 150 ms, more than maxTickMs, so the next one is due at once.
-    const viewers = Array.from({ length: 10 }, (_, i) => {
-      const socket = new SlowSocket(clock, 15);
-      hub.ready(hub.join({ sessionId: SESSION, userId: `v${i}`, batch: true, socket }), initEvent(), 0);
-      return socket;
-    });
-    hub.publish(SESSION, message(1));
-    await turn();
-    expect(viewers[0]!.writes).toHaveLength(2);
+    const { hub, viewers } = await busyRoom();
     // On a server: a commit publishes message 2, which schedules the next tick; frames read while the last tick
     // was being written are committed in the same turn as that tick runs, queued after it was scheduled.
     await new Promise<void>((done) => {
@@ -152,21 +160,8 @@ describe('Hub ticks', () => {
 describe('Hub ticks waiting for pending work', () => {
   it('an overdue tick waits, a turn at a time, while work that will publish is pending (a commit of frames read just before it)', async () => {
     for (const withPending of [true, false]) {
-      const clock = { t: 1_000 };
       let queued = false;
-      const hub = new Hub({
-        tickCostFactor: 2,
-        maxTickMs: 100,
-        monotonic: () => clock.t,
-        ...(withPending ? { pendingWork: () => queued } : {}),
-      });
-      const viewers = Array.from({ length: 10 }, (_, i) => {
-        const socket = new SlowSocket(clock, 15);
-        hub.ready(hub.join({ sessionId: SESSION, userId: `v${i}`, batch: true, socket }), initEvent(), 0);
-        return socket;
-      });
-      hub.publish(SESSION, message(1));
-      await turn();
+      const { hub, viewers } = await busyRoom(withPending ? { pendingWork: () => queued } : {});
       // Message 2 makes the overdue tick due; a turn later, frames are read and their commit is queued (`queued`),
       // and that commit publishes message 3 in the turn after.
       await new Promise<void>((done) => {
