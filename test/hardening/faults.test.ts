@@ -92,6 +92,15 @@ async function dbIds(n: Node, sid: number): Promise<number[]> {
   return rows.map((r) => Number(r.id));
 }
 
+/** For a failed wait for the head: how far a client got, and which stored messages it lacks. */
+function behind(label: string, c: TestClient, all: number[]): () => string {
+  return () => {
+    const ids = shown(c);
+    const missing = all.filter((id) => !ids.includes(id));
+    return `${label} at the head (${all.at(-1)}; it shows ${ids.length} of ${all.length}, the last ${ids.at(-1)}, missing ${missing.slice(0, 10).join(' ')}${missing.length > 10 ? ' …' : ''})`;
+  };
+}
+
 /** What a client shows: ids from init and live, duplicates dropped by id (as the SDK does). */
 function shown(c: TestClient): number[] {
   return [...new Set(seenIds(c))];
@@ -495,7 +504,7 @@ describe.skipIf(!ready)('faults (issue 6)', () => {
     const all = await dbIds(nodes[0]!, sid);
     expect(all).toEqual(expect.arrayContaining(acked));
     for (const [i, v] of viewers.entries()) {
-      await waitFor(() => shown(v).at(-1) === all.at(-1), 6000, `viewer ${i} at the head`);
+      await waitFor(() => shown(v).at(-1) === all.at(-1), 6000, behind(`viewer ${i}`, v, all));
       expectGapFree(`viewer ${i}`, shown(v), all);
       expect(seenIds(v).length, `viewer ${i} got no duplicates`).toBe(shown(v).length);
     }
@@ -544,7 +553,7 @@ describe.skipIf(!ready)('faults (issue 6)', () => {
       ['on the connected node', va],
       ['on the cut-off node', vb],
     ] as const) {
-      await waitFor(() => shown(v).at(-1) === all.at(-1), 6000, `${label} at the head`);
+      await waitFor(() => shown(v).at(-1) === all.at(-1), 6000, behind(label, v, all));
       expectGapFree(label, shown(v), all);
       expect(seenIds(v).length, `${label}: no duplicates`).toBe(shown(v).length);
     }

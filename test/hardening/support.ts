@@ -37,8 +37,15 @@ export async function within<T>(p: Promise<T>, ms: number, what: string): Promis
   }
 }
 
-/** Polls `check` until it returns a truthy value (which is returned), failing after `ms`. */
-export async function waitFor<T>(check: () => T | Promise<T>, ms: number, what: string): Promise<T> {
+/**
+ * Polls `check` until it returns a truthy value (which is returned), failing after `ms`. `what` names what was
+ * awaited; as a function it is asked at the failure, so the message can say how far things got.
+ */
+export async function waitFor<T>(
+  check: () => T | Promise<T>,
+  ms: number,
+  what: string | (() => string),
+): Promise<T> {
   const deadline = Date.now() + ms;
   let last: unknown;
   for (;;) {
@@ -48,7 +55,10 @@ export async function waitFor<T>(check: () => T | Promise<T>, ms: number, what: 
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms${last ? ` (${last})` : ''}`);
+    if (Date.now() > deadline) {
+      const label = typeof what === 'function' ? what() : what;
+      throw new Error(`${label}: not within ${ms} ms${last ? ` (${last})` : ''}`);
+    }
     await sleep(20);
   }
 }
