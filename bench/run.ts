@@ -199,7 +199,7 @@ function fanoutCheck(w: WindowStats, rate: number): string | null {
   if (w.sentPerSecond < 0.9 * rate - 2) return `the generator sent only ${round(w.sentPerSecond)}/s`;
   if (w.latency.p99 > P99_LIMIT_MS) return `p99 ${w.latency.p99} ms`;
   // Every message sent in the window reaches every connection: at least 95 %, less one message's deliveries
-  // (a message sent at the window's end is delivered after it: at 4 msg/s that alone is 1/8 of a 2 s window).
+  // (a message sent at the window's end is delivered after it: at 4 msg/s that alone is 1/20 of a 5 s window).
   const expected = Math.min(rate, w.sentPerSecond) * w.ready;
   const edge = w.ready / Math.max(1, P.stepS - 1);
   if (w.deliveriesPerSecond < 0.95 * expected - edge)

@@ -17,7 +17,9 @@ export interface WithDeadline {
 export class Deadlines<T extends WithDeadline> {
   readonly #heap: T[] = [];
   #timer: NodeJS.Timeout | undefined;
+  /** The deadline the timer is set for. */
   #armedFor = Number.POSITIVE_INFINITY;
+  #stopped = false;
 
   constructor(
     private readonly now: () => number,
@@ -47,9 +49,9 @@ export class Deadlines<T extends WithDeadline> {
 
   /** Stops the timer (the items stay, and nothing more fires). */
   stop(): void {
+    this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#armedFor = Number.NEGATIVE_INFINITY;
   }
 
   #fire(): void {
@@ -64,7 +66,7 @@ export class Deadlines<T extends WithDeadline> {
   }
 
   #arm(): void {
-    if (this.#armedFor === Number.NEGATIVE_INFINITY) return; // stopped
+    if (this.#stopped) return;
     const top = this.#heap[0];
     if (!top) {
       if (this.#timer) clearTimeout(this.#timer);

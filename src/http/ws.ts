@@ -205,10 +205,11 @@ function onWsPong(this: WebSocket): void {
 }
 
 function onWsError(this: WebSocket, err: Error): void {
-  const session = sessionOf(this);
-  if (session) onSocketError(this, err, session.deps.log);
-  else if (this.readyState !== this.CLOSING) this.terminate();
+  onSocketError(this, err, sessionOf(this)?.deps.log ?? NO_LOG);
 }
+
+/** For a socket without a session (none: the session is attached before any listener of ours). */
+const NO_LOG: Pick<Log, 'debug'> = { debug: () => {} };
 
 /** What every session of this server shares. */
 interface SessionContext extends WsDeps {

@@ -75,10 +75,10 @@ export interface HubOptions {
   maxPendingFrames?: number;
   /**
    * A busy room's ticks start `tickCostFactor` (default 2) times what the previous tick cost (writing to every
-   * socket of the room) after it started, at most `maxTickMs` (default 100) after it, or one turn of the event
-   * loop after it ended if it cost more (so that the commits of what was read meanwhile go with it): a quiet or
-   * small room is written at once (end of this turn of the event loop), a big busy one gathers more events per
-   * tick, and writes take at most half of the event loop until ticks reach `maxTickMs`.
+   * socket of the room) after it started, at most `maxTickMs` (default 100) after it, or a few turns of the event
+   * loop after it ended if it cost more (so that the commits of what was read meanwhile go with it, see
+   * `pendingWork`): a quiet or small room is written at once (end of this turn of the event loop), a big busy one
+   * gathers more events per tick, and writes take at most half of the event loop until ticks reach `maxTickMs`.
    */
   tickCostFactor?: number;
   maxTickMs?: number;
