@@ -6,7 +6,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createFreshDatabase, type FreshDatabase, postgresAvailable } from '../support/postgres.js';
 import { runScript } from '../support/process.js';
-import { freePort, PrivateRedis, redisAvailable, TEST_REDIS_URL, uniquePrefix } from '../support/redis.js';
+import { freePortRun, PrivateRedis, redisAvailable, TEST_REDIS_URL, uniquePrefix } from '../support/redis.js';
 import { startServer, type TestServer } from '../support/server.js';
 import { TestClient } from '../support/ws-client.js';
 
@@ -396,8 +396,9 @@ describe.skipIf(!ready || !nginx)('npm run cluster: nodes behind nginx', () => {
   it('[issue 4] two clients chat through the load balancer, landing on different nodes', {
     timeout: 120_000,
   }, async () => {
-    const lbPort = await freePort();
-    const basePort = await freePort();
+    // The balancer's port and the nodes' two after it, all free (the CLI puts node i on base-port + i).
+    const lbPort = await freePortRun(3);
+    const basePort = lbPort + 1;
     const cluster = runScript(
       'src/cli/cluster.ts',
       {

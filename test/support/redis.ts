@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 
@@ -41,6 +42,36 @@ export async function freePort(): Promise<number> {
       const { port } = srv.address() as { port: number };
       srv.close(() => resolve(port));
     });
+  });
+}
+
+/**
+ * `count` consecutive free ports, the first returned. Taken below the kernel's ephemeral range: a port from
+ * `freePort()` (or its neighbour) can be handed to any outgoing connection or port-0 listener of a parallel test
+ * between the check and its use (the cluster test's second node once failed with EADDRINUSE that way); ports
+ * below that range are only ever taken by explicit binds.
+ */
+export async function freePortRun(count: number): Promise<number> {
+  let low = 32_768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+  } catch {
+    // Not Linux: the IANA ephemeral range starts at 49152; 32768 is below it too.
+  }
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 10_000 + Math.floor(Math.random() * (low - 10_000 - count));
+    let free = true;
+    for (let port = base; free && port < base + count; port++) free = await canListen(port);
+    if (free) return base;
+  }
+  throw new Error(`no run of ${count} free ports below ${low}`);
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 
