@@ -181,7 +181,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // HTTP bookkeeping: no keep-alive or request timeout applies any more, and `server.close()` waits for it
   // forever. Found by the hardening suite (issue 6, H-AUTH-14/H-FRAME-10): such sockets get
   // UPGRADE_DEADLINE_MS to become a WebSocket, and are destroyed when the server shuts down.
-  app.server.on('upgrade', (_request: IncomingMessage, socket: Duplex) => {
+  const watchUpgrade = (socket: Duplex) => {
     const timer = setTimeout(() => socket.destroy(), UPGRADE_DEADLINE_MS);
     timer.unref();
     const onClose = () => {
@@ -190,7 +190,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     };
     pendingUpgrades.set(socket, { timer, onClose });
     socket.once('close', onClose);
-  });
+  };
   // Upgraded: the deadline and its close listener go, or every open socket would keep both (and the cleared
   // timer) for as long as it stays open.
   app.websocketServer.on('connection', (_ws, request: IncomingMessage) => {
@@ -211,7 +211,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   chatRoutes(app, service, auth);
   adminRoutes(app, service, auth);
   if (deps.devKeys) devRoutes(app, deps.devKeys, deps.clock);
-  wsRoutes(app, {
+  const acceptUpgrade = wsRoutes(app, {
     service,
     auth,
     settings,
@@ -219,6 +219,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     clock: deps.clock,
     log: app.log,
     heartbeatMs: deps.heartbeatMs,
+  });
+  // Upgrade requests: a chat socket's is taken at once by the fast path (src/http/ws.ts `acceptUpgrade`: it is
+  // a WebSocket or refused by `ws` before this returns); any other (a wrong path, a refusal to answer, the
+  // server draining) goes to @fastify/websocket's listener, which routes it through Fastify, under the upgrade
+  // deadline above.
+  const routed = app.server.listeners('upgrade');
+  if (routed.length !== 1) throw new Error(`expected one upgrade listener, found ${routed.length}`);
+  const routeUpgrade = routed[0] as (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  app.server.removeListener('upgrade', routeUpgrade);
+  app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (!draining && acceptUpgrade(app.websocketServer, request, socket, head)) return;
+    watchUpgrade(socket);
+    routeUpgrade.call(app.server, request, socket, head);
   });
   await pageRoutes(app, { devAuth: settings.devAuth });
 

@@ -1,7 +1,10 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import proxyAddr from '@fastify/proxy-addr';
+import { parse as parseQuery } from 'fast-querystring';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { RawData, WebSocket } from 'ws';
+import type { RawData, WebSocket, WebSocketServer } from 'ws';
 import type { ChatService, ChatUser, Log } from '../chat/chat-service.js';
 import type { Settings } from '../config/settings.js';
 import type { Clock } from '../domain/clock.js';
@@ -24,6 +27,8 @@ import { sendError } from './errors.js';
 import { WsHubSocket } from './ws-socket.js';
 
 export const WS_PATH = '/live-chat/ws/:session_id';
+/** What the upgrade fast path takes (`acceptUpgrade`); any other upgrade request goes through Fastify's router. */
+const FAST_PATH = /^\/live-chat\/ws\/([1-9]\d{0,14})(?:\?(.*))?$/s;
 
 /** Frames a client may send before its `init` is out; more than that and it is not a real client. */
 const MAX_EARLY_FRAMES = 64;
@@ -126,7 +131,9 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
       websocket: true,
       // Before the upgrade, so a flood from one address costs a 429, not a socket each.
       onRequest: async (request, reply) => {
-        const decision = handshakes.tryTake(addressKey(request.ip));
+        // Refused already by the fast path (`acceptUpgrade`), which hands refusals to this route to answer.
+        const decision =
+          (request.raw as RefusableRequest)[REFUSED] ?? handshakes.tryTake(addressKey(request.ip));
         if (!decision.ok) {
           deps.metrics.errors.inc({ code: 'rate_limited' });
           await sendError(
@@ -145,11 +152,72 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
       },
     },
     (socket, request) => {
-      const session = new SocketSession(nextConnId++, socket, request, shared);
+      const session = new SocketSession(
+        nextConnId++,
+        socket,
+        {
+          sessionParam: (request.params as { session_id?: string }).session_id ?? '',
+          query: request.query as Record<string, unknown>,
+          ip: request.ip,
+          origin: request.headers.origin,
+          host: request.headers.host,
+        },
+        shared,
+      );
       releaseUpgradeRequest(socket, request);
       session.start();
     },
   );
+
+  const trust =
+    deps.settings.trustProxy.length > 0 ? proxyAddr.compile([...deps.settings.trustProxy]) : undefined;
+  /**
+   * The upgrade fast path: a well-formed chat socket request (`GET /live-chat/ws/<id>`, the path exactly) is
+   * rate-limited and upgraded here, without Fastify's router, request and reply objects and hooks; each of
+   * those is per handshake, and nothing of them is used by a socket (issue 5: handshakes per second). Returns
+   * false for anything else (other paths, other methods, a refusal to answer with 429), which the caller then
+   * hands to Fastify, where `WS_PATH` above and every other route answer as they always did.
+   */
+  return function acceptUpgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer) {
+    const match = req.method === 'GET' ? FAST_PATH.exec(req.url ?? '') : null;
+    if (!match) return false;
+    // The client address as Fastify's `request.ip` has it: the peer, or with TRUST_PROXY the forwarded one.
+    const ip = (trust ? proxyAddr.all(req, trust).at(-1) : req.socket.remoteAddress) ?? '';
+    const decision = handshakes.tryTake(addressKey(ip));
+    if (!decision.ok) {
+      (req as RefusableRequest)[REFUSED] = decision;
+      return false;
+    }
+    const query = match[2] ? (parseQuery(match[2]) as Record<string, unknown>) : {};
+    const handshake: Handshake = {
+      sessionParam: match[1]!,
+      query,
+      ip,
+      origin: req.headers.origin,
+      host: req.headers.host,
+    };
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      wss.emit('connection', ws, req);
+      const session = new SocketSession(nextConnId++, ws, handshake, shared);
+      ws.on('error', onWsError);
+      session.start();
+    });
+    return true;
+  };
+}
+
+/** A handshake refused by the fast path, answered (429) by the route. */
+const REFUSED = Symbol('drawchat.refused');
+type RefusableRequest = IncomingMessage & { [REFUSED]?: ReturnType<TokenBucketLimiter['tryTake']> };
+
+/** What a socket session needs of its upgrade request, read from Fastify's request or from the raw one. */
+interface Handshake {
+  /** The `:session_id` path segment, unchecked. */
+  sessionParam: string;
+  query: Record<string, unknown>;
+  ip: string;
+  origin?: string;
+  host?: string;
 }
 
 /** What a socket error does: a line at debug (peers vanish mid-frame all the time), and the socket goes. */
@@ -246,21 +314,21 @@ class SocketSession {
    * Node's IncomingMessage with every header) is not kept alive for the hours a socket stays open. Dropped once
    * the socket is open.
    */
-  #handshake: { origin?: string; host?: string; query: Record<string, unknown> } | undefined;
+  #handshake: Handshake | undefined;
 
   constructor(
     readonly id: number,
     readonly ws: WebSocket,
-    request: FastifyRequest,
+    handshake: Handshake,
     readonly deps: SessionContext,
   ) {
     (ws as SessionSocket)[SESSION] = this;
-    const sid = (request.params as { session_id?: string }).session_id ?? '';
+    const sid = handshake.sessionParam;
     this.#sessionId = /^[1-9]\d{0,14}$/.test(sid) ? Number(sid) : undefined;
-    const query = request.query as Record<string, unknown>;
+    const query = handshake.query;
     this.#batch = query.batch === '1' || query.batch === 'true';
-    this.#ip = request.ip;
-    this.#handshake = { origin: request.headers.origin, host: request.headers.host, query };
+    this.#ip = handshake.ip;
+    this.#handshake = handshake;
   }
 
   start(): void {

@@ -673,6 +673,30 @@ describe('sessions over the WebSocket (manual clock)', () => {
     }
   });
 
+  it('[issue 5] a chat socket handshake is upgraded without Fastify’s router; any other upgrade request still goes through it', async () => {
+    const token = await t.token('quick');
+    const sid = await t.sessionId(token);
+    // @fastify/websocket hands every upgrade request it gets to `app.routing` (plain HTTP requests do not pass
+    // there): wrapped, it shows which handshakes took the slow way.
+    const app = t.server.app as unknown as { routing: (req: { url: string }, res: unknown) => void };
+    const routing = app.routing;
+    const routed: string[] = [];
+    app.routing = function (this: unknown, req, res) {
+      routed.push(req.url);
+      return routing.call(this, req, res);
+    };
+    try {
+      const client = await t.connect(sid, token, { query: 'batch=1&since=0' });
+      expect(client.events[0]?.type).toBe('init');
+      client.close();
+      expect(routed).toEqual([]);
+      expect(await refusedWith(t, `0${sid}`, token)).toBe(4404);
+      expect(routed.map((url) => url.split('?')[0])).toEqual([`/live-chat/ws/0${sid}`]);
+    } finally {
+      app.routing = routing;
+    }
+  });
+
   it('[SPEC §3, §5] when the window ends: chat_closed then 4409; the old session refuses 4409; history stays', async () => {
     const token = await t.token('sally');
     const sid = await t.sessionId(token);
