@@ -59,6 +59,9 @@ interface Room {
   committedAt: number[];
 }
 
+/** The longest a room's size alone makes its count updates wait (see `countWritesPerSecond`). */
+const MAX_COUNT_BUDGET_INTERVAL_MS = 2_000;
+
 export interface HubOptions {
   /** Minimum time between two count updates in one room (viewers, hearts, message likes). */
   countIntervalMs?: number;
@@ -69,6 +72,14 @@ export interface HubOptions {
    * message tick once their interval is up.
    */
   countCostFactor?: number;
+  /**
+   * And far enough apart that a room's count updates make at most about this many socket writes a second
+   * (default 5,000), never more than 2 s apart for that reason: 250 ms in a room of up to 1,250 sockets, 1 s in
+   * one of 5,000, 2 s from 10,000 on. Each count-only tick writes every socket of the room; while thousands join
+   * (the minute before a draw) the viewer count changes all the time, and at 4 updates a second those writes
+   * were most of what the server wrote. SPEC: counts "may be coalesced (a few per second at most)".
+   */
+  countWritesPerSecond?: number;
   /** A socket with more than this many bytes queued is cut off with 4408 (it can resume with `since`). */
   maxBufferedBytes?: number;
   /** A connection still initialising may hold this many frames before it is cut off. */
@@ -116,13 +127,14 @@ export interface HubOptions {
  * tick either way). A tick ends with the current turn of the event loop, or, in a room whose last tick was
  * expensive, after a gap proportional to that cost (at most `maxTickMs`): the busier the room, the more events
  * per frame, so the work per socket stays per tick, not per message. Counts are state, not events: only the
- * latest value goes out, at most every `countIntervalMs` (or ten ticks' cost in a big room), with the next tick.
+ * latest value goes out, at most every `countIntervalMs` (less often in a big room), with the next tick.
  */
 export class Hub {
   readonly #rooms = new Map<number, Room>();
   readonly #byUser = new Map<string, number>();
   readonly #countIntervalMs: number;
   readonly #countCostFactor: number;
+  readonly #countWritesPerSecond: number;
   readonly #maxBufferedBytes: number;
   readonly #maxPendingFrames: number;
   readonly #tickCostFactor: number;
@@ -150,6 +162,7 @@ export class Hub {
     this.#options = options;
     this.#countIntervalMs = options.countIntervalMs ?? 250;
     this.#countCostFactor = options.countCostFactor ?? 10;
+    this.#countWritesPerSecond = options.countWritesPerSecond ?? 5_000;
     this.#maxBufferedBytes = options.maxBufferedBytes ?? 1024 * 1024;
     this.#maxPendingFrames = options.maxPendingFrames ?? 10_000;
     this.#tickCostFactor = options.tickCostFactor ?? 2;
@@ -444,7 +457,11 @@ export class Hub {
 
   #scheduleCounts(room: Room): void {
     if (room.countTimer) return;
-    const interval = Math.max(this.#countIntervalMs, room.flushCostMs * this.#countCostFactor);
+    const interval = Math.max(
+      this.#countIntervalMs,
+      room.flushCostMs * this.#countCostFactor,
+      Math.min(MAX_COUNT_BUDGET_INTERVAL_MS, (room.conns.size * 1000) / this.#countWritesPerSecond),
+    );
     const wait = Math.max(0, room.lastCountFlush + interval - this.#monotonic());
     room.countTimer = setTimeout(() => {
       room.countTimer = undefined;

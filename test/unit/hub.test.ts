@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { ServerEvent } from '../../src/protocol/messages.js';
 import { Hub, type HubOptions } from '../../src/realtime/hub.js';
 import type { HubSocket } from '../../src/realtime/socket.js';
@@ -244,6 +244,46 @@ describe('Hub count updates', () => {
       await turn();
       expect(ids(viewers[0]!)).toEqual([1, 2]);
       hub.closeAll(1001, 'test');
+    }
+  });
+
+  it('a room’s count updates stay within countWritesPerSecond socket writes (at most 2 s apart); messages never wait', async () => {
+    vi.useFakeTimers();
+    try {
+      // [sockets, ms between two count updates]: 4 sockets at 100 writes/s could have one every 40 ms, the
+      // 60 ms interval holds; 20 → 200 ms; 1,000 → 10 s, capped at 2 s.
+      for (const [sockets, gap] of [
+        [4, 60],
+        [20, 200],
+        [1_000, 2_000],
+      ] as const) {
+        const hub = new Hub({
+          countIntervalMs: 60,
+          countWritesPerSecond: 100,
+          tickCostFactor: 0,
+          monotonic: () => Date.now(),
+        });
+        const viewers = Array.from({ length: sockets }, (_, i) => {
+          const socket = new MemorySocket();
+          hub.ready(hub.join({ sessionId: SESSION, userId: `v${i}`, batch: true, socket }), initEvent(), 0);
+          return socket;
+        });
+        const first = viewers[0]!;
+        hub.setViewerCount(SESSION, 1);
+        await vi.advanceTimersByTimeAsync(1);
+        expect(counts(first)).toBe(1);
+        hub.setViewerCount(SESSION, 2);
+        await vi.advanceTimersByTimeAsync(gap - 5);
+        expect(counts(first), `${sockets} sockets: not before ${gap} ms`).toBe(1);
+        hub.publish(SESSION, message(1));
+        await vi.advanceTimersByTimeAsync(1);
+        expect(ids(first), `${sockets} sockets: the message at once`).toEqual([1]);
+        await vi.advanceTimersByTimeAsync(10);
+        expect(counts(first), `${sockets} sockets: by ${gap} ms`).toBe(2);
+        hub.closeAll(1001, 'test');
+      }
+    } finally {
+      vi.useRealTimers();
     }
   });
 });
