@@ -23,8 +23,10 @@ export interface SequencerOptions {
 
 interface Stream {
   lastId: number;
-  /** Messages that arrived ahead of their predecessor, by prevId. */
-  held: Map<number, SequencedMessage>;
+  /** Messages that arrived ahead of their predecessor, by prevId, each with the count of holds when it came. */
+  held: Map<number, { m: SequencedMessage; n: number }>;
+  /** Messages held so far in this stream: which of them came while a read was in flight. */
+  holds: number;
   timer: NodeJS.Timeout | undefined;
   filling: Promise<void> | undefined;
 }
@@ -49,7 +51,7 @@ export class Sequencer {
   /** Starts (or restarts) a session's stream after `lastId`, the newest message already delivered. */
   open(sessionId: number, lastId: number): void {
     this.close(sessionId);
-    this.#streams.set(sessionId, { lastId, held: new Map(), timer: undefined, filling: undefined });
+    this.#streams.set(sessionId, { lastId, held: new Map(), holds: 0, timer: undefined, filling: undefined });
   }
 
   close(sessionId: number): void {
@@ -70,7 +72,7 @@ export class Sequencer {
       this.#drain(sessionId, s);
       return;
     }
-    s.held.set(m.prevId, m);
+    s.held.set(m.prevId, { m, n: ++s.holds });
     s.timer ??= setTimeout(() => {
       s.timer = undefined;
       void this.catchUp(sessionId);
@@ -85,6 +87,7 @@ export class Sequencer {
       try {
         for (;;) {
           const after = s.lastId;
+          const holdsBefore = s.holds;
           const rows = await this.options.fetchAfter(sessionId, after, this.#pageSize);
           if (this.#streams.get(sessionId) !== s) return;
           let fetched = 0;
@@ -95,16 +98,22 @@ export class Sequencer {
           }
           if (fetched > 0) this.options.onGapFill?.(sessionId, fetched);
           // Held messages at or below what the database had are now delivered; the rest may chain on.
-          for (const [prev, held] of s.held) if (held.message.id <= s.lastId) s.held.delete(prev);
+          for (const [prev, held] of s.held) if (held.m.message.id <= s.lastId) s.held.delete(prev);
           this.#drain(sessionId, s);
-          // Only a full page may mean more.
-          if (rows.length < this.#pageSize || s.lastId === after) break;
+          // A full page may mean more.
+          if (rows.length === this.#pageSize && s.lastId !== after) continue;
+          // A message held while this read was in flight may follow messages committed after the read began,
+          // which it could not see (delivering it now would skip them for good): read again.
+          let heldDuringRead = false;
+          for (const held of s.held.values()) if (held.n > holdsBefore) heldDuringRead = true;
+          if (!heldDuringRead) break;
         }
-        // What is still held has a predecessor that is not (yet) visible: its commit is in flight. Deliver it
-        // anyway rather than stall the room; ordering within what we have is kept.
+        // What is still held came before the last read began (so was committed by then) and that read did not
+        // return it: deleted since, as reads skip deleted messages. Delivered rather than kept back for ever (a
+        // deletion may already be on its way), in id order.
         if (s.held.size > 0) {
-          for (const held of [...s.held.values()].sort((a, b) => a.message.id - b.message.id)) {
-            if (held.message.id > s.lastId) this.#deliver(sessionId, s, held.message, held.committedAt);
+          for (const { m } of [...s.held.values()].sort((a, b) => a.m.message.id - b.m.message.id)) {
+            if (m.message.id > s.lastId) this.#deliver(sessionId, s, m.message, m.committedAt);
           }
           s.held.clear();
         }
@@ -134,7 +143,7 @@ export class Sequencer {
 
   #drain(sessionId: number, s: Stream): void {
     for (;;) {
-      const next = s.held.get(s.lastId);
+      const next = s.held.get(s.lastId)?.m;
       if (!next) break;
       s.held.delete(s.lastId);
       this.#deliver(sessionId, s, next.message, next.committedAt);

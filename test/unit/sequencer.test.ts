@@ -108,6 +108,35 @@ describe('Sequencer [DESIGN §4]', () => {
     expect(delivered).toEqual([1, 2, 3]);
   });
 
+  it('a message that arrives during a read is not delivered past a predecessor that read could not see', async () => {
+    const db = [1];
+    const delivered: number[] = [];
+    let gate: Promise<void> | undefined;
+    const seq = new Sequencer({
+      holdMs: 100,
+      fetchAfter: async (_s, afterId) => {
+        // A read sees what was committed when it started.
+        const snapshot = db.filter((id) => id > afterId).map(msg);
+        await gate;
+        return snapshot;
+      },
+      deliver: (_s, m) => delivered.push(m.id),
+    });
+    seq.open(1, 0);
+    let release = () => {};
+    gate = new Promise((r) => {
+      release = r;
+    });
+    const reading = seq.catchUp(1);
+    db.push(2, 3); // committed after the read started; the publish of 2 is lost, that of 3 arrives
+    seq.accept(1, { message: msg(3), prevId: 2, committedAt: 0 });
+    gate = undefined;
+    release();
+    await reading;
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(delivered).toEqual([1, 2, 3]);
+  });
+
   it('never delivers to a closed session', async () => {
     const { seq, arrive, delivered } = setup();
     seq.close(1);
