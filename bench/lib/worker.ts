@@ -1,9 +1,10 @@
 /**
  * One client process of the load generator (a child of the coordinator, over IPC). It holds a slice of the
  * simulated viewers:
- * - light clients: a raw `ws` socket that does the real handshake and counts frames, bytes and delivered
- *   messages by scanning the frame bytes (no JSON parse); a sample of them also reads the send timestamp of each
- *   message for the latency histogram; senders also see their own messages come back (the ack);
+ * - light clients: a bare WebSocket client (`raw-ws.ts`: the real upgrade and framing on a TCP socket) that counts
+ *   frames, bytes and delivered messages by scanning the frame bytes (no JSON parse); a sample of them also reads
+ *   the send timestamp of each message for the latency histogram; senders also see their own messages come back
+ *   (the ack);
  * - full clients: draw-chat's own client library (ChatClient, which parses and schema-checks every event) with
  *   a tap on its socket that checks id order and records latency; for the baselines, `ws` + JSON.parse and
  *   socket.io-client.
@@ -22,6 +23,7 @@ import {
   type TickStats,
   type ToWorker,
 } from './protocol.js';
+import { RawWs } from './raw-ws.js';
 
 const workerId = Number(process.env.BENCH_WORKER_ID ?? '0');
 /** Send and receive times come from the wall clock every process shares (ms). */
@@ -39,10 +41,17 @@ const TYPE = Buffer.from('"type":"');
 const NM_ID_OFFSET = NEW_MESSAGE_MARK.drawchat.length;
 const COLON = 0x3a;
 
+/** What the suite does with a client's socket, whether a light client's `RawWs` or a full client's `ws`. */
+interface Conn {
+  readonly readyState: number;
+  send(text: string): void;
+  terminate(): void;
+}
+
 interface Client {
   spec: ClientSpec;
   base: string;
-  ws?: WebSocket;
+  ws?: Conn;
   chat?: ChatClient;
   sio?: Socket;
   ready: boolean;
@@ -146,30 +155,29 @@ function becameReady(c: Client): void {
 function openLight(c: Client, since?: number): void {
   c.startedAt = performance.now();
   c.ready = false;
-  const ws = new WebSocket(urlFor(c, since), { perMessageDeflate: false, skipUTF8Validation: true });
+  const ws: RawWs = new RawWs(urlFor(c, since), {
+    open: () => {},
+    refused: (status) => {
+      bump(tick.errors, `http_${status}`);
+      settle(c, false, `http_${status}`);
+      retryLater(c, 'http');
+    },
+    error: (code) => {
+      bump(tick.errors, code);
+      settle(c, false, code);
+    },
+    message: (data) => onLightFrame(c, data),
+    close: (code) => {
+      if (c.ws !== ws) return;
+      const wasReady = c.ready;
+      c.ready = false;
+      if (c.stopped) return;
+      bump(tick.closes, String(code));
+      if (!wasReady) settle(c, false, `close_${code}`);
+      retryLater(c, 'close');
+    },
+  });
   c.ws = ws;
-  ws.on('unexpected-response', (_req, res) => {
-    bump(tick.errors, `http_${res.statusCode}`);
-    settle(c, false, `http_${res.statusCode}`);
-    ws.terminate();
-    retryLater(c, 'http');
-  });
-  ws.on('error', (err: NodeJS.ErrnoException) => {
-    bump(tick.errors, err.code ?? 'socket_error');
-    settle(c, false, err.code ?? 'socket_error');
-  });
-  ws.on('message', (data: Buffer, isBinary: boolean) => {
-    if (!isBinary) onLightFrame(c, data);
-  });
-  ws.on('close', (code) => {
-    if (c.ws !== ws) return;
-    const wasReady = c.ready;
-    c.ready = false;
-    if (c.stopped) return;
-    bump(tick.closes, String(code));
-    if (!wasReady) settle(c, false, `close_${code}`);
-    retryLater(c, 'close');
-  });
 }
 
 /** A dropped light client comes back (resuming with `since` on draw-chat), as a real client would. */

@@ -1,0 +1,201 @@
+/**
+ * The load generator's light WebSocket client: the real HTTP upgrade and RFC 6455 framing over a bare TCP socket,
+ * and no more. Light clients only count frames and scan their bytes; on `ws`, each paid for an HTTP client request,
+ * a random key and its SHA-1 check, and a stream per socket that every frame went through, which made the generator,
+ * on the same cores as the server it measures, spend about as much per connection and per frame as the server
+ * did. Every target (draw-chat and both baselines) gets the same client.
+ *
+ * What it does not do, because no server of the suite needs it: extensions, TLS, redirects, checking
+ * `Sec-WebSocket-Accept`. Frames it sends are masked with a zero key (allowed: the key is the client's choice).
+ */
+import { connect, type Socket } from 'node:net';
+
+/** A fixed key: the server's accept value is not checked, so a random one per connection buys nothing. */
+const KEY = 'ZHJhdy1jaGF0LWxvYWRnbg=='; // base64 of 16 bytes, as the RFC asks
+const OP_CONTINUATION = 0x0;
+const OP_TEXT = 0x1;
+const OP_CLOSE = 0x8;
+const OP_PING = 0x9;
+/** The most header bytes the upgrade response may take before the connection is given up. */
+const MAX_HEAD_BYTES = 16 * 1024;
+
+export interface RawWsHandlers {
+  /** The 101 came. */
+  open(): void;
+  /** A whole text message (its payload only; a view into the received bytes, valid during the call). */
+  message(data: Buffer): void;
+  /** The upgrade was answered with another status; the connection is closed after this. */
+  refused(status: number): void;
+  error(code: string): void;
+  /** The connection is gone: the close frame's code, 1005 for one without a code, 1006 without a close frame. */
+  close(code: number): void;
+}
+
+/** Parses server frames out of TCP chunks. Pure: fed bytes, it calls back with whole frames (tested on its own). */
+export class FrameReader {
+  #rest: Buffer | undefined;
+  #fragments: Buffer[] | undefined;
+  #fragmentOp = 0;
+
+  constructor(
+    private readonly onFrame: (opcode: number, payload: Buffer) => void,
+    /** Stops the parse between two frames (the connection was closed by a handler). */
+    private readonly stopped: () => boolean = () => false,
+  ) {}
+
+  /** Returns false on a frame no server may send (masked, or a control frame over 125 bytes). */
+  push(chunk: Buffer): boolean {
+    const buf = this.#rest ? Buffer.concat([this.#rest, chunk]) : chunk;
+    this.#rest = undefined;
+    let at = 0;
+    while (at + 2 <= buf.length && !this.stopped()) {
+      const b0 = buf[at]!;
+      const b1 = buf[at + 1]!;
+      if (b1 & 0x80) return false;
+      let len = b1 & 0x7f;
+      let head = 2;
+      if (len === 126) {
+        if (at + 4 > buf.length) break;
+        len = buf.readUInt16BE(at + 2);
+        head = 4;
+      } else if (len === 127) {
+        if (at + 10 > buf.length) break;
+        len = Number(buf.readBigUInt64BE(at + 2));
+        head = 10;
+      }
+      if (at + head + len > buf.length) break;
+      const payload = buf.subarray(at + head, at + head + len);
+      at += head + len;
+      const opcode = b0 & 0x0f;
+      const fin = (b0 & 0x80) !== 0;
+      if (opcode >= 0x8) {
+        if (len > 125) return false;
+        this.onFrame(opcode, payload);
+      } else if (opcode === OP_CONTINUATION) {
+        if (!this.#fragments) return false;
+        this.#fragments.push(payload);
+        if (fin) {
+          const whole = Buffer.concat(this.#fragments);
+          this.#fragments = undefined;
+          this.onFrame(this.#fragmentOp, whole);
+        }
+      } else if (fin) {
+        this.onFrame(opcode, payload);
+      } else {
+        // The first piece of a fragmented message: copied, the chunk it sits in is not kept.
+        this.#fragments = [Buffer.from(payload)];
+        this.#fragmentOp = opcode;
+      }
+    }
+    if (at < buf.length) this.#rest = Buffer.from(buf.subarray(at));
+    return true;
+  }
+}
+
+/** A client frame: FIN, the opcode, a zero mask key, the payload as is (XOR with zeros). */
+export function clientFrame(opcode: number, payload: Buffer): Buffer {
+  const len = payload.length;
+  const head = len < 126 ? 6 : len < 65_536 ? 8 : 14;
+  const frame = Buffer.allocUnsafe(head + len);
+  frame[0] = 0x80 | opcode;
+  if (len < 126) {
+    frame[1] = 0x80 | len;
+  } else if (len < 65_536) {
+    frame[1] = 0x80 | 126;
+    frame.writeUInt16BE(len, 2);
+  } else {
+    frame[1] = 0x80 | 127;
+    frame.writeBigUInt64BE(BigInt(len), 2);
+  }
+  frame.fill(0, head - 4, head);
+  payload.copy(frame, head);
+  return frame;
+}
+
+export class RawWs {
+  static readonly OPEN = 1;
+  /** 0 connecting, 1 open, 2 closing, 3 closed (as `ws` counts). */
+  readyState = 0;
+  readonly #socket: Socket;
+  readonly #reader: FrameReader;
+  #head: Buffer | undefined;
+  #closeCode = 1006;
+  #done = false;
+
+  constructor(
+    url: string,
+    private readonly on: RawWsHandlers,
+  ) {
+    const u = new URL(url);
+    this.#reader = new FrameReader(
+      (opcode, payload) => this.#frame(opcode, payload),
+      () => this.readyState !== 1,
+    );
+    this.#socket = connect({ host: u.hostname, port: Number(u.port), noDelay: true });
+    this.#socket.write(
+      `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+    this.#socket.on('data', (chunk: Buffer) => this.#data(chunk));
+    this.#socket.on('error', (err: NodeJS.ErrnoException) => this.on.error(err.code ?? 'socket_error'));
+    this.#socket.on('close', () => {
+      this.readyState = 3;
+      if (this.#done) return;
+      this.#done = true;
+      this.on.close(this.#closeCode);
+    });
+  }
+
+  send(text: string): void {
+    if (this.readyState !== 1) return;
+    this.#socket.write(clientFrame(OP_TEXT, Buffer.from(text)));
+  }
+
+  /** Drops the connection at once (no close handshake), as `ws`'s `terminate()`. */
+  terminate(): void {
+    this.readyState = 3;
+    this.#socket.destroy();
+  }
+
+  #data(chunk: Buffer): void {
+    if (this.readyState === 0) {
+      const head = this.#head ? Buffer.concat([this.#head, chunk]) : chunk;
+      const end = head.indexOf('\r\n\r\n');
+      if (end === -1) {
+        if (head.length > MAX_HEAD_BYTES) this.terminate();
+        else this.#head = head;
+        return;
+      }
+      this.#head = undefined;
+      // "HTTP/1.1 101 Switching Protocols"
+      const status = Number(head.toString('latin1', 9, 12));
+      if (status !== 101) {
+        this.on.refused(status);
+        this.terminate();
+        return;
+      }
+      this.readyState = 1;
+      this.on.open();
+      if (end + 4 === head.length) return;
+      chunk = head.subarray(end + 4);
+    }
+    if (this.readyState === 1 && !this.#reader.push(chunk)) {
+      this.#closeCode = 1002;
+      this.terminate();
+    }
+  }
+
+  #frame(opcode: number, payload: Buffer): void {
+    if (opcode === OP_TEXT) {
+      this.on.message(payload);
+    } else if (opcode === OP_PING) {
+      this.#socket.write(clientFrame(0xa, payload));
+    } else if (opcode === OP_CLOSE) {
+      this.#closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
+      this.readyState = 2;
+      // Answer with the same code, then let the server end the connection.
+      this.#socket.end(clientFrame(OP_CLOSE, payload.subarray(0, 2)));
+    }
+    // Binary frames are not counted (none of the servers sends one); a pong needs nothing.
+  }
+}
