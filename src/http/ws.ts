@@ -181,26 +181,32 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
   return function acceptUpgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer) {
     const match = req.method === 'GET' ? FAST_PATH.exec(req.url ?? '') : null;
     if (!match) return false;
-    // The client address as Fastify's `request.ip` has it: the peer, or with TRUST_PROXY the forwarded one.
-    const ip = (trust ? proxyAddr.all(req, trust).at(-1) : req.socket.remoteAddress) ?? '';
-    const decision = handshakes.tryTake(addressKey(ip));
-    if (!decision.ok) {
-      (req as RefusableRequest)[REFUSED] = decision;
+    let handshake: Handshake;
+    try {
+      // The client address as Fastify's `request.ip` has it: the peer, or with TRUST_PROXY the forwarded one.
+      const ip = (trust ? proxyAddr.all(req, trust).at(-1) : req.socket.remoteAddress) ?? '';
+      const decision = handshakes.tryTake(addressKey(ip));
+      if (!decision.ok) {
+        (req as RefusableRequest)[REFUSED] = decision;
+        return false;
+      }
+      const query = match[2] ? (parseQuery(match[2]) as Record<string, unknown>) : {};
+      handshake = { sessionParam: match[1]!, query, ip, origin: req.headers.origin, host: req.headers.host };
+    } catch (err) {
+      // Nothing of the request may throw out of an 'upgrade' listener (it would end the process): Fastify,
+      // which catches what its routes throw, answers it instead.
+      deps.log.warn({ err }, 'websocket upgrade: fast path failed, routed');
       return false;
     }
-    const query = match[2] ? (parseQuery(match[2]) as Record<string, unknown>) : {};
-    const handshake: Handshake = {
-      sessionParam: match[1]!,
-      query,
-      ip,
-      origin: req.headers.origin,
-      host: req.headers.host,
-    };
     wss.handleUpgrade(req, socket, head, (ws) => {
       wss.emit('connection', ws, req);
-      const session = new SocketSession(nextConnId++, ws, handshake, shared);
       ws.on('error', onWsError);
-      session.start();
+      try {
+        new SocketSession(nextConnId++, ws, handshake, shared).start();
+      } catch (err) {
+        deps.log.error({ err }, 'websocket open failed');
+        ws.terminate();
+      }
     });
     return true;
   };
