@@ -15,6 +15,7 @@ import {
   externalDrawChat,
   metricHistogram,
   metricValue,
+  procSample,
   ROOT,
   startDrawChat,
   startSocketIoBaseline,
@@ -131,13 +132,14 @@ async function main(): Promise<void> {
   progress.log(`target: ${target.label} at ${target.urls.join(', ')}`);
 
   try {
-    const idle = (await import('./lib/targets.js')).procSample(target.pids);
+    const idle = procSample(target.pids);
     const { result, series } = await withLoad(
       target,
       { workers: num('workers'), label: target.label, progress },
       async (ctx) => {
         ctx.mon.phase = 'ramp';
         if (values['profile-ramp']) await target.profile?.('start');
+        const cpu0 = { server: procSample(target.pids), gen: procSample(ctx.gen.pids) };
         const connect = await ctx.gen.connect(target, {
           viewers,
           senders,
@@ -147,9 +149,19 @@ async function main(): Promise<void> {
           concurrency: num('concurrency'),
           tokens,
         });
+        // CPU time (user + system) per handshake over the connect phase: the server's (local targets) and the
+        // generator's own, which shares the machine.
+        const perHandshake = (a: number, b: number) => Math.round(((b - a) * 1e6) / Math.max(1, connect.ok));
+        const cpu = {
+          server: target.pids.length
+            ? perHandshake(cpu0.server.cpuSeconds, procSample(target.pids).cpuSeconds)
+            : undefined,
+          generator: perHandshake(cpu0.gen.cpuSeconds, procSample(ctx.gen.pids).cpuSeconds),
+        };
         progress.log(
           `connected ${connect.ok}/${viewers} in ${(connect.elapsedMs / 1000).toFixed(1)} s ` +
-            `(${fmt(connect.perSecond)} handshakes/s)${connect.failed ? `, ${connect.failed} failed attempts ${JSON.stringify(connect.failures)}` : ''}`,
+            `(${fmt(connect.perSecond)} handshakes/s; CPU per handshake: server ${cpu.server ?? 'n/a'} µs, generator ${cpu.generator} µs)` +
+            `${connect.failed ? `, ${connect.failed} failed attempts ${JSON.stringify(connect.failures)}` : ''}`,
         );
         if (values['profile-ramp']) {
           const files = (await target.profile?.('stop', values['profile-ramp'])) ?? [];
@@ -187,7 +199,7 @@ async function main(): Promise<void> {
             commitToWriteP99MsBucket: delivery.p99 * 1000,
           });
         }
-        return { connect, loaded, final, server };
+        return { connect: { ...connect, cpuUsPerHandshake: cpu }, loaded, final, server };
       },
     );
     const overallRate = result.loaded.deliveriesPerSecond;

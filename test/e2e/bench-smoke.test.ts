@@ -74,6 +74,8 @@ describe('npm run bench -- --smoke', () => {
       const run = result.scenarios.fanout.runs[t];
       expect(run, `fan-out target ${t}`).toBeDefined();
       expect(run.handshakes.ok).toBeGreaterThan(0);
+      expect(run.handshakes.serverCpuUs, `${t}: server CPU per handshake`).toBeGreaterThan(0);
+      expect(run.handshakes.generatorCpuUs, `${t}: generator CPU per handshake`).toBeGreaterThan(0);
       expect(run.steps.length).toBeGreaterThan(0);
     }
     const bad: string[] = [];
