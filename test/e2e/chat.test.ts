@@ -33,6 +33,13 @@ describe.each([
     if (skip) skipTest('PostgreSQL is not reachable (it is required under CI=true)');
   });
 
+  it('[test servers] on the real clock, the chat window stays open for the next hour (the default hourly windows hand over at hh:30; a test running across that moment saw its session close)', async () => {
+    const status = await t.request('GET', '/live-chat/status', { token: alice });
+    const { starts_at, ends_at } = status.body.session as { starts_at: string; ends_at: string };
+    expect(Date.parse(starts_at)).toBeLessThanOrEqual(Date.now());
+    expect(Date.parse(ends_at) - Date.now()).toBeGreaterThan(60 * 60_000);
+  });
+
   it('[SPEC §5] two clients see each other’s messages, in order, sender included, after commit', async () => {
     const a = await t.connect(sessionId, alice);
     const b = await t.connect(sessionId, bob);

@@ -18,6 +18,7 @@ import type { DrawChatServer, ServerOptions } from '../../src/server.js';
 import { ROOT } from '../support/process.js';
 import { freePort } from '../support/redis.js';
 import { startServer } from '../support/server.js';
+import { steadyWindowEnv } from '../support/window.js';
 import { type ClientOptions, TestClient } from '../support/ws-client.js';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -231,7 +232,13 @@ export function spawnNode(env: Record<string, string>): NodeProcess {
     ['--expose-gc', '--import', 'tsx', '--import', PROBE, 'src/main.ts'],
     {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '0', ...env },
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '/tmp',
+        PORT: '0',
+        ...steadyWindowEnv(env),
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

@@ -7,6 +7,7 @@ import { loadSettings } from '../../src/config/settings.js';
 import type { ManualClock } from '../../src/domain/clock.js';
 import { loadOrCreateDevKeys, mintDevToken } from '../../src/http/auth/dev-auth.js';
 import { createServer, type DrawChatServer, type ServerOptions } from '../../src/server.js';
+import { steadyWindowEnv } from './window.js';
 import { type ClientOptions, TestClient } from './ws-client.js';
 
 export interface TestServerOptions {
@@ -54,6 +55,8 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     PORT: String(options.port ?? 0),
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
+    // A manual clock is the test's own time; on the real one the window must not hand over mid-test.
+    ...(options.clock ? {} : steadyWindowEnv(options.env)),
     ...options.env,
   };
   const settings = loadSettings(env);
