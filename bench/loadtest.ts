@@ -28,7 +28,7 @@ const HELP = `usage: npm run loadtest -- [options]
   --viewers N        simulated viewers (default 1000); senders are among them
   --senders N        viewers that send messages (default 50)
   --rate N           messages per second, all senders together (default 100)
-  --hearts N         session hearts per second, all viewers together (default 0)
+  --hearts N         session hearts per second, all viewers together (default 0; draw-chat only)
   --duration S       seconds of load after the ramp (default 30)
   --url URL[,URL]    a running draw-chat (dev auth, or --key); default: start one here
   --nodes N          start N local nodes with Redis (REDIS_URL or redis://127.0.0.1:6379)
@@ -90,6 +90,8 @@ async function main(): Promise<void> {
   const senders = Math.min(num('senders'), viewers);
   const rate = num('rate');
   const hearts = num('hearts');
+  // The baselines have no hearts: draw-chat's like frame would be a protocol error there (Engine.IO closes on it).
+  if (hearts > 0 && values.target !== 'drawchat') throw new Error('--hearts needs --target drawchat');
   const duration = num('duration');
   const nodes = num('nodes');
   const progress = new Progress();
