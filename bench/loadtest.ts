@@ -12,6 +12,7 @@ import { Generator } from './lib/generator.js';
 import { machineInfo, writeHtmlReport } from './lib/report.js';
 import { activeSessionId, fmt, Progress, sessionTotals, sleep, withLoad } from './lib/session.js';
 import {
+  cpuMeter,
   externalDrawChat,
   metricHistogram,
   metricValue,
@@ -141,7 +142,8 @@ async function main(): Promise<void> {
       async (ctx) => {
         ctx.mon.phase = 'ramp';
         if (values['profile-ramp']) await target.profile?.('start');
-        const cpu0 = { server: procSample(target.pids), gen: procSample(ctx.gen.pids) };
+        const serverCpu = cpuMeter(target.pids);
+        const generatorCpu = cpuMeter(ctx.gen.pids);
         const connect = await ctx.gen.connect(target, {
           viewers,
           senders,
@@ -153,12 +155,9 @@ async function main(): Promise<void> {
         });
         // CPU time (user + system) per handshake over the connect phase: the server's (local targets) and the
         // generator's own, which shares the machine.
-        const perHandshake = (a: number, b: number) => Math.round(((b - a) * 1e6) / Math.max(1, connect.ok));
         const cpu = {
-          server: target.pids.length
-            ? perHandshake(cpu0.server.cpuSeconds, procSample(target.pids).cpuSeconds)
-            : undefined,
-          generator: perHandshake(cpu0.gen.cpuSeconds, procSample(ctx.gen.pids).cpuSeconds),
+          server: target.pids.length ? serverCpu(connect.ok) : undefined,
+          generator: generatorCpu(connect.ok),
         };
         progress.log(
           `connected ${connect.ok}/${viewers} in ${(connect.elapsedMs / 1000).toFixed(1)} s ` +

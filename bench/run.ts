@@ -28,6 +28,7 @@ import {
 } from './lib/session.js';
 import {
   benchWindow,
+  cpuMeter,
   metricHistogram,
   procSample,
   ROOT,
@@ -402,7 +403,8 @@ async function fanoutRun(
       });
       await sleep(P.settleMs);
       const idle = procSample(target.pids);
-      const genIdle = procSample(ctx.gen.pids);
+      const serverCpu = cpuMeter(target.pids);
+      const generatorCpu = cpuMeter(ctx.gen.pids);
       ctx.mon.phase = 'connect';
       const t0 = ctx.mon.now();
       const connect = await ctx.gen.connect(target, {
@@ -412,10 +414,8 @@ async function fanoutRun(
         tokens: tokens.slice(warmCount, P.viewers),
         offset: warmCount,
       });
-      const connected = procSample(target.pids);
-      const genConnected = procSample(ctx.gen.pids);
-      const perHandshake = (before: number, after: number) =>
-        round(((after - before) * 1e6) / Math.max(1, connect.ok), 0);
+      const serverCpuUs = serverCpu(connect.ok);
+      const generatorCpuUs = generatorCpu(connect.ok);
       await ctx.mon.nextTick();
       const connectTimes = ctx.mon.window(t0, ctx.mon.now()).connect;
       ctx.mon.phase = 'idle';
@@ -450,8 +450,8 @@ async function fanoutRun(
           failed: warm.failed + connect.failed,
           connectP50Ms: connectTimes.p50,
           connectP99Ms: connectTimes.p99,
-          serverCpuUs: perHandshake(idle.cpuSeconds, connected.cpuSeconds),
-          generatorCpuUs: perHandshake(genIdle.cpuSeconds, genConnected.cpuSeconds),
+          serverCpuUs,
+          generatorCpuUs,
         },
         idleKBPerConnection: round(kb),
         sustained: {

@@ -20,8 +20,6 @@ const OP_PING = 0x9;
 const MAX_HEAD_BYTES = 16 * 1024;
 
 export interface RawWsHandlers {
-  /** The 101 came. */
-  open(): void;
   /** A whole text message (its payload only; a view into the received bytes, valid during the call). */
   message(data: Buffer): void;
   /** The upgrade was answered with another status; the connection is closed after this. */
@@ -175,7 +173,6 @@ export class RawWs {
         return;
       }
       this.readyState = 1;
-      this.on.open();
       if (end + 4 === head.length) return;
       chunk = head.subarray(end + 4);
     }

@@ -327,6 +327,15 @@ export function procSample(pids: number[]): { cpuSeconds: number; rssBytes: numb
   return { cpuSeconds: cpu, rssBytes: rss, waitSeconds: wait };
 }
 
+/**
+ * Starts measuring the CPU time (user + system) of `pids`; the function returned gives what they spent since, in
+ * µs per item for `count` items (e.g. per handshake of a connect phase).
+ */
+export function cpuMeter(pids: number[]): (count: number) => number {
+  const start = procSample(pids).cpuSeconds;
+  return (count) => Math.round(((procSample(pids).cpuSeconds - start) * 1e6) / Math.max(1, count));
+}
+
 /** The same figures from draw-chat's `/metrics` (remote targets). */
 export async function metricsSample(
   urls: string[],

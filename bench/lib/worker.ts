@@ -156,7 +156,6 @@ function openLight(c: Client, since?: number): void {
   c.startedAt = performance.now();
   c.ready = false;
   const ws: RawWs = new RawWs(urlFor(c, since), {
-    open: () => {},
     refused: (status) => {
       bump(tick.errors, `http_${status}`);
       settle(c, false, `http_${status}`);

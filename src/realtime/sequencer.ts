@@ -104,9 +104,7 @@ export class Sequencer {
           if (rows.length === this.#pageSize && s.lastId !== after) continue;
           // A message held while this read was in flight may follow messages committed after the read began,
           // which it could not see (delivering it now would skip them for good): read again.
-          let heldDuringRead = false;
-          for (const held of s.held.values()) if (held.n > holdsBefore) heldDuringRead = true;
-          if (!heldDuringRead) break;
+          if (![...s.held.values()].some((held) => held.n > holdsBefore)) break;
         }
         // What is still held came before the last read began (so was committed by then) and that read did not
         // return it: deleted since, as reads skip deleted messages. Delivered rather than kept back for ever (a
