@@ -198,16 +198,28 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
       deps.log.warn({ err }, 'websocket upgrade: fast path failed, routed');
       return false;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      wss.emit('connection', ws, req);
-      ws.on('error', onWsError);
-      try {
-        new SocketSession(nextConnId++, ws, handshake, shared).start();
-      } catch (err) {
-        deps.log.error({ err }, 'websocket open failed');
-        ws.terminate();
-      }
-    });
+    // The 101 waits in the corked socket until the session has its first answer (`init`, or the close frame of
+    // a refusal) and goes out with it in one write: one segment, one wake-up of the client, instead of two. The
+    // client cannot send a frame before it has the 101, so nothing is held up but the 101 itself.
+    let taken = false;
+    socket.cork();
+    try {
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        taken = true;
+        wss.emit('connection', ws, req);
+        ws.on('error', onWsError);
+        try {
+          new SocketSession(nextConnId++, ws, handshake, shared).start(socket);
+        } catch (err) {
+          deps.log.error({ err }, 'websocket open failed');
+          socket.uncork();
+          ws.terminate();
+        }
+      });
+    } finally {
+      // Refused by `ws` (it has written its 400 and ended the socket), or not upgraded in this turn.
+      if (!taken) socket.uncork();
+    }
     return true;
   };
 }
@@ -321,6 +333,8 @@ class SocketSession {
    * the socket is open.
    */
   #handshake: Handshake | undefined;
+  /** The TCP socket while it holds the 101 back (see `start`). */
+  #corked: Duplex | undefined;
 
   constructor(
     readonly id: number,
@@ -337,17 +351,27 @@ class SocketSession {
     this.#handshake = handshake;
   }
 
-  start(): void {
+  /** `corked`: the TCP socket holding the 101 back (see `acceptUpgrade`), uncorked once `#open` has answered. */
+  start(corked?: Duplex): void {
     // Listeners first, synchronously: frames that arrive during the async checks are kept, not lost.
     this.ws.on('message', onWsMessage);
     this.ws.on('close', onWsClose);
     this.ws.on('ping', onWsPing);
     this.ws.on('pong', onWsPong);
     this.deps.metrics.connections.inc();
-    void this.#open().catch((err) => {
-      this.deps.log.error({ err, conn: this.id }, 'websocket open failed');
-      this.#refuse(1011, 'internal error');
-    });
+    this.#corked = corked;
+    void this.#open()
+      .catch((err) => {
+        this.deps.log.error({ err, conn: this.id }, 'websocket open failed');
+        this.#refuse(1011, 'internal error');
+      })
+      .finally(() => this.#uncork());
+  }
+
+  #uncork(): void {
+    const socket = this.#corked;
+    this.#corked = undefined;
+    socket?.uncork();
   }
 
   /** A frame from the client (through `onWsMessage`). */
@@ -478,6 +502,7 @@ class SocketSession {
     if (this.#closed) return;
     this.#closed = true;
     this.#early = undefined;
+    this.#uncork();
     this.deps.expiries.delete(this);
     this.deps.metrics.connections.dec();
     this.#slot?.release();

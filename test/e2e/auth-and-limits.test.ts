@@ -1,6 +1,8 @@
+import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { ManualClock } from '../../src/domain/clock.js';
 import { startIssuer, type TestIssuer } from '../support/jwks.js';
 import { startServer, type TestServer } from '../support/server.js';
@@ -695,6 +697,48 @@ describe('sessions over the WebSocket (manual clock)', () => {
     } finally {
       app.routing = routing;
     }
+  });
+
+  it('[issue 5] the 101 goes out in one write with what follows it: `init`, or the close frame of a refusal', async () => {
+    const token = await t.token('onewrite');
+    const sid = await t.sessionId(token);
+    // What the server hands the kernel for one TCP connection, one entry per write (`_write`/`_writev`).
+    const firstWrites = (query: string, until: (writes: Buffer[]) => boolean) =>
+      new Promise<Buffer[]>((resolve, reject) => {
+        const writes: Buffer[] = [];
+        t.server.app.server.once('connection', (socket: Socket) => {
+          const spied = socket as unknown as Record<'_write' | '_writev', (...args: any[]) => unknown>;
+          const write = spied._write;
+          const writev = spied._writev;
+          spied._write = function (this: unknown, chunk: Buffer | string, ...rest: unknown[]) {
+            writes.push(Buffer.from(chunk));
+            return write.call(this, chunk, ...rest);
+          };
+          spied._writev = function (this: unknown, chunks: Array<{ chunk: Buffer | string }>, cb: unknown) {
+            writes.push(Buffer.concat(chunks.map((c) => Buffer.from(c.chunk))));
+            return writev.call(this, chunks, cb);
+          };
+        });
+        const client = new WebSocket(`${t.url.replace(/^http/, 'ws')}/live-chat/ws/${sid}?${query}`);
+        client.on('error', reject);
+        client.on('close', () => resolve(writes));
+        client.on('message', () => {
+          if (until(writes)) client.close();
+        });
+      });
+
+    const opened = await firstWrites(`token=${token}`, (w) => w.length > 0);
+    const first = opened[0]!.toString('latin1');
+    expect(first.startsWith('HTTP/1.1 101 '), first).toBe(true);
+    const frames = first.slice(first.indexOf('\r\n\r\n') + 4);
+    expect(frames, 'the init frame, in the same write').toMatch(/^\x81.{1,3}\{"type":"init",/s);
+
+    const refused = await firstWrites('token=not-a-jwt', () => false);
+    const head = refused[0]!;
+    expect(head.toString('latin1').startsWith('HTTP/1.1 101 ')).toBe(true);
+    const close = head.subarray(head.indexOf('\r\n\r\n') + 4);
+    expect(close[0], 'the close frame, in the same write').toBe(0x88);
+    expect(close.readUInt16BE(2)).toBe(4401);
   });
 
   it('[SPEC §3, §5] when the window ends: chat_closed then 4409; the old session refuses 4409; history stays', async () => {
