@@ -20,6 +20,8 @@ import type {
   ChatStore,
   SessionRecord,
   StoredMessage,
+  UserClaimsInput,
+  UserPreview,
   WriteBatch,
   WriteBatchResult,
 } from '../store/types.js';
@@ -105,6 +107,8 @@ export class ChatService {
   readonly #sequencer: Sequencer;
   /** userId → the user as resolved from these claims, until `until` (one entry per connected user). */
   readonly #users = new Map<string, { user: ChatUser; identity: IdentityInput; until: number }>();
+  /** Profile reads waiting for this turn's batch (see `#previewUser`). */
+  #userReads: UserRead[] | undefined;
   #active: ActiveSession | null = null;
   /** While closed: the instant the next window opens (null: none scheduled); avoids recomputing per call. */
   #closedUntil: number | null | undefined;
@@ -479,7 +483,7 @@ export class ChatService {
     };
     // A read, not a write, on the handshake path: a returning user whose claims did not change costs no write,
     // and new or changed claims ride with the next group commit instead of a transaction (an fsync) each.
-    const { user: record, write } = await this.#deps.store.previewUserFromClaims(claims);
+    const { user: record, write } = await this.#previewUser(claims);
     if (write) this.#queue.user(claims);
     const user: ChatUser = {
       userId: record.id,
@@ -489,6 +493,27 @@ export class ChatService {
     };
     this.#users.set(identity.userId, { user, identity, until: now + USER_CACHE_MS });
     return user;
+  }
+
+  /**
+   * The stored profile behind these claims, read together with those of every other handshake of this turn of
+   * the event loop: one statement for a crowd (a reconnect storm, the minute before a draw) instead of one each.
+   */
+  #previewUser(claims: UserClaimsInput): Promise<UserPreview> {
+    return new Promise((resolve, reject) => {
+      if (!this.#userReads) {
+        const reads: UserRead[] = [];
+        this.#userReads = reads;
+        setImmediate(() => {
+          this.#userReads = undefined;
+          this.#deps.store.previewUsersFromClaims(reads.map((r) => r.claims)).then(
+            (previews) => reads.forEach((r, i) => r.resolve(previews[i]!)),
+            (err: unknown) => reads.forEach((r) => r.reject(err)),
+          );
+        });
+      }
+      this.#userReads.push({ claims, resolve, reject });
+    });
   }
 
   async setUserProfile(userId: string, profile: { username?: string; profilePic?: string | null }) {
@@ -889,6 +914,13 @@ function clientKey(userId: string, clientMsgId: string): string {
 
 /** Do two sets of token claims describe the user the same way? (Compared field by field: a key string built of
  * them would be one more string per connected user.) */
+/** A profile read waiting for its batch. */
+interface UserRead {
+  claims: UserClaimsInput;
+  resolve: (preview: UserPreview) => void;
+  reject: (err: unknown) => void;
+}
+
 function sameClaims(a: IdentityInput, b: IdentityInput): boolean {
   return (
     a.claimName === b.claimName &&

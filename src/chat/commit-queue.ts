@@ -71,7 +71,7 @@ export class CommitQueue {
 
   /**
    * A user's claims are written with the next batch, or within `lazyMs` when nothing else comes; nobody waits
-   * for them (see `previewUserFromClaims`). A crowd arriving one handshake per turn of the event loop then costs
+   * for them (see `previewUsersFromClaims`). A crowd arriving one handshake per turn of the event loop then costs
    * a transaction per `lazyMs`, not one each (an fsync each on SQLite).
    */
   user(input: WriteBatch['users'][number]): void {

@@ -17,6 +17,7 @@ import type {
   SessionRecord,
   StoredMessage,
   UserClaimsInput,
+  UserPreview,
   UserRecord,
   WriteBatch,
   WriteBatchResult,
@@ -71,6 +72,27 @@ function toUser(row: UserRow): UserRecord {
     username: row.claim_name || row.profile_name || row.fallback_name || row.id,
     profilePic: row.claim_picture || row.profile_pic || null,
   };
+}
+
+/** What `previewUsersFromClaims` says of one user, given its stored row. */
+function previewUser(input: UserClaimsInput, row: UserRow | undefined): UserPreview {
+  const write =
+    !row ||
+    row.claim_name !== input.claimName ||
+    row.claim_picture !== input.claimPicture ||
+    row.fallback_name !== input.fallbackName;
+  const at = iso(input.at);
+  const after: UserRow = {
+    id: input.id,
+    claim_name: input.claimName,
+    claim_picture: input.claimPicture,
+    profile_name: row?.profile_name ?? null,
+    profile_pic: row?.profile_pic ?? null,
+    fallback_name: input.fallbackName,
+    created_at: row?.created_at ?? at,
+    updated_at: write ? at : row!.updated_at,
+  };
+  return { user: toUser(after), write };
 }
 
 function toSession(row: SessionRow): SessionRecord {
@@ -198,25 +220,17 @@ export class KyselyChatStore implements ChatStore {
     return toUser(row);
   }
 
-  async previewUserFromClaims(input: UserClaimsInput): Promise<{ user: UserRecord; write: boolean }> {
-    const row = await this.db.selectFrom('users').selectAll().where('id', '=', input.id).executeTakeFirst();
-    const write =
-      !row ||
-      row.claim_name !== input.claimName ||
-      row.claim_picture !== input.claimPicture ||
-      row.fallback_name !== input.fallbackName;
-    const at = iso(input.at);
-    const after: UserRow = {
-      id: input.id,
-      claim_name: input.claimName,
-      claim_picture: input.claimPicture,
-      profile_name: row?.profile_name ?? null,
-      profile_pic: row?.profile_pic ?? null,
-      fallback_name: input.fallbackName,
-      created_at: row?.created_at ?? at,
-      updated_at: write ? at : row!.updated_at,
-    };
-    return { user: toUser(after), write };
+  async previewUsersFromClaims(inputs: readonly UserClaimsInput[]): Promise<UserPreview[]> {
+    const rows = new Map<string, UserRow>();
+    for (const part of chunks([...new Set(inputs.map((u) => u.id))])) {
+      // Padded to a power of two by repeating an id: a handful of statement texts, not one per list length.
+      const size = Math.min(CHUNK, 2 ** Math.ceil(Math.log2(part.length)));
+      const ids = part.concat(Array<string>(size - part.length).fill(part[0]!));
+      for (const row of await this.db.selectFrom('users').selectAll().where('id', 'in', ids).execute()) {
+        rows.set(row.id, row);
+      }
+    }
+    return inputs.map((input) => previewUser(input, rows.get(input.id)));
   }
 
   async #applyUsers(trx: Kysely<Database>, users: WriteBatch['users']): Promise<void> {

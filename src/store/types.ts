@@ -11,6 +11,12 @@ export interface UserRecord {
   profilePic: string | null;
 }
 
+/** A user as the claims would leave it, and whether the claims still have to be written. */
+export interface UserPreview {
+  user: UserRecord;
+  write: boolean;
+}
+
 export interface UserClaimsInput {
   id: string;
   /** `name` or `nickname` from the token; null when the token has neither. */
@@ -66,7 +72,7 @@ export interface WriteBatch {
   /** Viewer presence changes for `live_chat_viewers`, applied in order. */
   viewers: Array<{ sessionId: number; userId: string; active: boolean; at: number }>;
   /**
-   * Users first seen, or whose token claims changed (see `previewUserFromClaims`): upserted like
+   * Users first seen, or whose token claims changed (see `previewUsersFromClaims`): upserted like
    * `upsertUserFromClaims`, the last entry per id wins.
    */
   users: UserClaimsInput[];
@@ -125,10 +131,11 @@ export interface ChatStore {
 
   upsertUserFromClaims(input: UserClaimsInput): Promise<UserRecord>;
   /**
-   * The user as `upsertUserFromClaims` would leave it, read without writing; `write` says whether the stored row
-   * differs from the claims (or is missing), i.e. whether the upsert still has to be done (in a `WriteBatch`).
+   * Each user as `upsertUserFromClaims` would leave it, read without writing, in the order given; `write` says
+   * whether the stored row differs from the claims (or is missing), i.e. whether the upsert still has to be done
+   * (in a `WriteBatch`). One read for many users: a crowd's handshakes share it.
    */
-  previewUserFromClaims(input: UserClaimsInput): Promise<{ user: UserRecord; write: boolean }>;
+  previewUsersFromClaims(inputs: readonly UserClaimsInput[]): Promise<UserPreview[]>;
   /** Sets the backend profile (fields left undefined stay as they are; null clears the picture). */
   setUserProfile(
     id: string,

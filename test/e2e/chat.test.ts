@@ -40,6 +40,45 @@ describe.each([
     expect(Date.parse(ends_at) - Date.now()).toBeGreaterThan(60 * 60_000);
   });
 
+  it('[issue 5] the profiles of a crowd arriving in one turn are read with one statement, each user getting their own', async () => {
+    const store = t.server.store;
+    const read = store.previewUsersFromClaims;
+    const asked: number[] = [];
+    store.previewUsersFromClaims = function (this: typeof store, inputs) {
+      asked.push(inputs.length);
+      return read.call(this, inputs);
+    };
+    try {
+      await store.setUserProfile(
+        'crowd-7',
+        { username: 'Seventh (backend)', profilePic: 'https://b/7.png' },
+        0,
+      );
+      const users = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          t.server.service.resolveUser({
+            userId: `crowd-${i}`,
+            claimName: i === 7 ? null : `Crowd ${i}`,
+            claimPicture: null,
+            fallbackName: `crowd-${i}`,
+            isHost: i === 3,
+          }),
+        ),
+      );
+      expect(asked).toEqual([20]);
+      expect(users.map((u) => u.userId)).toEqual(Array.from({ length: 20 }, (_, i) => `crowd-${i}`));
+      expect(users[7]).toEqual({
+        userId: 'crowd-7',
+        username: 'Seventh (backend)',
+        profilePic: 'https://b/7.png',
+        isHost: false,
+      });
+      expect(users[3]).toMatchObject({ username: 'Crowd 3', isHost: true });
+    } finally {
+      store.previewUsersFromClaims = read;
+    }
+  });
+
   it('[SPEC §5] two clients see each other’s messages, in order, sender included, after commit', async () => {
     const a = await t.connect(sessionId, alice);
     const b = await t.connect(sessionId, bob);

@@ -215,13 +215,15 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         expect(await store.getUser('nobody')).toBeUndefined();
       });
 
-      it('previewUserFromClaims reads without writing and says when the claims still have to be written; a batch writes them', async () => {
+      it('previewUsersFromClaims reads without writing and says when the claims still have to be written; a batch writes them', async () => {
         const erin = { id: 'erin', claimName: 'Erin', claimPicture: null, fallbackName: 'erin', at: BASE };
         // Never seen: the user as the upsert would leave it, nothing stored yet.
-        expect(await store.previewUserFromClaims(erin)).toEqual({
-          user: { id: 'erin', username: 'Erin', profilePic: null },
-          write: true,
-        });
+        expect(await store.previewUsersFromClaims([erin])).toEqual([
+          {
+            user: { id: 'erin', username: 'Erin', profilePic: null },
+            write: true,
+          },
+        ]);
         expect(await store.getUser('erin')).toBeUndefined();
         // The same id twice in one batch (two nodes' worth of claims): the last one wins, no conflict error.
         await store.write(
@@ -239,17 +241,19 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         });
         // Unchanged claims: nothing to write. Changed ones: the preview shows them, the row is untouched.
         const same = { ...erin, claimPicture: 'https://e/1.png', at: BASE + 5 };
-        expect((await store.previewUserFromClaims(same)).write).toBe(false);
+        expect((await store.previewUsersFromClaims([same]))[0]!.write).toBe(false);
         await store.setUserProfile(
           'erin',
           { username: 'Erin (backend)', profilePic: 'https://b/e.png' },
           BASE,
         );
         const nameless = { ...same, claimName: null, claimPicture: null };
-        expect(await store.previewUserFromClaims(nameless)).toEqual({
-          user: { id: 'erin', username: 'Erin (backend)', profilePic: 'https://b/e.png' },
-          write: true,
-        });
+        expect(await store.previewUsersFromClaims([nameless])).toEqual([
+          {
+            user: { id: 'erin', username: 'Erin (backend)', profilePic: 'https://b/e.png' },
+            write: true,
+          },
+        ]);
         expect((await store.getUser('erin'))!.username).toBe('Erin');
         // Written in a batch, the claims keep the backend profile, as upsertUserFromClaims does.
         await store.write(batch({ users: [nameless] }));
@@ -258,7 +262,38 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
           username: 'Erin (backend)',
           profilePic: 'https://b/e.png',
         });
-        expect((await store.previewUserFromClaims(nameless)).write).toBe(false);
+        expect((await store.previewUsersFromClaims([nameless]))[0]!.write).toBe(false);
+      });
+
+      it('previewUsersFromClaims answers many users at once, in the order asked, repeats included', async () => {
+        const claims = (id: string, name: string | null) => ({
+          id,
+          claimName: name,
+          claimPicture: null,
+          fallbackName: id,
+          at: BASE,
+        });
+        // 700 users, every third already stored: more than one statement's worth, and list lengths that are no
+        // power of two.
+        const all = Array.from({ length: 700 }, (_, i) => claims(`many-${i}`, `Many ${i}`));
+        await store.write(batch({ users: all.filter((_, i) => i % 3 === 0) }));
+        await store.setUserProfile('many-1', { username: 'Backend One' }, BASE);
+        for (const asked of [all, all.slice(0, 3), [all[4]!, all[3]!, all[4]!]]) {
+          const previews = await store.previewUsersFromClaims(asked);
+          expect(previews.map((p) => p.user.id)).toEqual(asked.map((u) => u.id));
+          for (const [i, p] of previews.entries()) {
+            const n = Number(asked[i]!.id.slice('many-'.length));
+            expect(p.write, asked[i]!.id).toBe(n % 3 !== 0);
+            expect(p.user.username).toBe(`Many ${n}`);
+          }
+        }
+        // The backend's name shows where the claims carry none (its row has those claims already: no write).
+        const [nameless] = await store.previewUsersFromClaims([claims('many-1', null)]);
+        expect(nameless).toEqual({
+          user: { id: 'many-1', username: 'Backend One', profilePic: null },
+          write: false,
+        });
+        expect(await store.previewUsersFromClaims([])).toEqual([]);
       });
     });
 
