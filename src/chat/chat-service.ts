@@ -507,8 +507,12 @@ export class ChatService {
         setImmediate(() => {
           this.#userReads = undefined;
           this.#deps.store.previewUsersFromClaims(reads.map((r) => r.claims)).then(
-            (previews) => reads.forEach((r, i) => r.resolve(previews[i]!)),
-            (err: unknown) => reads.forEach((r) => r.reject(err)),
+            (previews) => {
+              for (const [i, r] of reads.entries()) r.resolve(previews[i]!);
+            },
+            (err: unknown) => {
+              for (const r of reads) r.reject(err);
+            },
           );
         });
       }
