@@ -57,7 +57,17 @@ interface Room {
   lastCountFlush: number;
   /** Commit times of the messages in the outbox, for the commit-to-send latency metric. */
   committedAt: number[];
+  /** Joins in the window (`JOIN_WINDOW_MS`) starting at `joinWindowStart` (monotonic ms), and in the one before. */
+  joinWindowStart: number;
+  joinsThisWindow: number;
+  joinsLastWindow: number;
 }
+
+/**
+ * Joins are counted per room in windows of this length (see `stormJoinsPerSecond`): short, so that a room's ticks
+ * are back to their usual pace within a second of the last burst of joins.
+ */
+const JOIN_WINDOW_MS = 500;
 
 /** The longest a room's size alone makes its count updates wait (see `countWritesPerSecond`). */
 const MAX_COUNT_BUDGET_INTERVAL_MS = 2_000;
@@ -93,6 +103,16 @@ export interface HubOptions {
    */
   tickCostFactor?: number;
   maxTickMs?: number;
+  /**
+   * While a room fills fast, as in a reconnect storm (sockets joined it at `stormJoinsPerSecond`, default 200, or
+   * more over the current or the previous half second), its ticks start `stormTickCostFactor` (default 4) times what the
+   * previous one cost after it, at most `stormMaxTickMs` (default 250): the writes to those already back take at
+   * most about a quarter of the event loop instead of half, and the handshakes of the others get the rest. Those
+   * already back get their messages in fewer, bigger ticks for those seconds.
+   */
+  stormJoinsPerSecond?: number;
+  stormTickCostFactor?: number;
+  stormMaxTickMs?: number;
   /**
    * True while work queued in the current turn of the event loop will publish to rooms (the group commit of
    * frames just read): an overdue tick of a busy room waits for it, a turn at a time, at most `maxDeferrals`
@@ -139,6 +159,9 @@ export class Hub {
   readonly #maxPendingFrames: number;
   readonly #tickCostFactor: number;
   readonly #maxTickMs: number;
+  readonly #stormJoinsPerSecond: number;
+  readonly #stormTickCostFactor: number;
+  readonly #stormMaxTickMs: number;
   readonly #joinBatchMs: number;
   readonly #maxDeferrals: number;
   readonly #maxDeferralMs: number;
@@ -167,6 +190,9 @@ export class Hub {
     this.#maxPendingFrames = options.maxPendingFrames ?? 10_000;
     this.#tickCostFactor = options.tickCostFactor ?? 2;
     this.#maxTickMs = options.maxTickMs ?? 100;
+    this.#stormJoinsPerSecond = options.stormJoinsPerSecond ?? 200;
+    this.#stormTickCostFactor = options.stormTickCostFactor ?? 4;
+    this.#stormMaxTickMs = options.stormMaxTickMs ?? 250;
     this.#joinBatchMs = options.joinBatchMs ?? 100;
     this.#maxDeferrals = options.maxDeferrals ?? 4;
     this.#maxDeferralMs = options.maxDeferralMs ?? 10;
@@ -216,6 +242,14 @@ export class Hub {
     };
     const room = this.#room(conn.sessionId);
     room.conns.add(conn);
+    const now = this.#monotonic();
+    const age = now - room.joinWindowStart;
+    if (age >= JOIN_WINDOW_MS) {
+      room.joinsLastWindow = age < 2 * JOIN_WINDOW_MS ? room.joinsThisWindow : 0;
+      room.joinWindowStart = now;
+      room.joinsThisWindow = 0;
+    }
+    room.joinsThisWindow++;
     this.#connections++;
     this.#byUser.set(conn.userId, (this.#byUser.get(conn.userId) ?? 0) + 1);
     const n = room.users.get(conn.userId) ?? 0;
@@ -403,6 +437,9 @@ export class Hub {
         countTimer: undefined,
         lastCountFlush: Number.NEGATIVE_INFINITY,
         committedAt: [],
+        joinWindowStart: Number.NEGATIVE_INFINITY,
+        joinsThisWindow: 0,
+        joinsLastWindow: 0,
       };
       this.#rooms.set(sessionId, room);
     }
@@ -419,10 +456,27 @@ export class Hub {
     if (this.#rooms.get(room.sessionId) === room) this.#rooms.delete(room.sessionId);
   }
 
+  /** Is the room filling fast, as in a reconnect storm (see `stormJoinsPerSecond`)? */
+  isFilling(sessionId: number): boolean {
+    const room = this.#rooms.get(sessionId);
+    return room !== undefined && this.#filling(room);
+  }
+
+  #filling(room: Room): boolean {
+    const age = this.#monotonic() - room.joinWindowStart;
+    const threshold = (this.#stormJoinsPerSecond * JOIN_WINDOW_MS) / 1000;
+    if (age >= 2 * JOIN_WINDOW_MS) return false;
+    // The window has ended: it is the previous one now.
+    if (age >= JOIN_WINDOW_MS) return room.joinsThisWindow >= threshold;
+    return room.joinsThisWindow >= threshold || room.joinsLastWindow >= threshold;
+  }
+
   #scheduleFlush(room: Room): void {
     if (room.flushScheduled) return;
     room.flushScheduled = true;
-    const gap = Math.min(this.#maxTickMs, room.flushCostMs * this.#tickCostFactor);
+    const gap = this.#filling(room)
+      ? Math.min(this.#stormMaxTickMs, room.flushCostMs * this.#stormTickCostFactor)
+      : Math.min(this.#maxTickMs, room.flushCostMs * this.#tickCostFactor);
     const wait = room.lastFlushStart + gap - this.#monotonic();
     if (wait < 1) {
       if (gap < 1) setImmediate(() => this.#flush(room));

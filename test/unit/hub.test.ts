@@ -157,6 +157,63 @@ describe('Hub ticks', () => {
   });
 });
 
+describe('Hub ticks during a reconnect storm', () => {
+  it('while a room fills fast its ticks wait up to stormTickCostFactor times their cost (at most stormMaxTickMs); otherwise tickCostFactor and maxTickMs', async () => {
+    for (const storm of [false, true]) {
+      const clock = { t: 1_000 };
+      const hub = new Hub({ stormJoinsPerSecond: 10, monotonic: () => clock.t });
+      // Ten sockets at 10 ms a write: a tick costs 100 ms. Without a storm the joins are long past.
+      const viewers = Array.from({ length: 10 }, (_, i) => {
+        const socket = new SlowSocket(clock, 10);
+        hub.ready(hub.join({ sessionId: SESSION, userId: `v${i}`, batch: true, socket }), initEvent(), 0);
+        return socket;
+      });
+      if (!storm) clock.t += 2_000;
+      hub.publish(SESSION, message(1));
+      await turn();
+      expect(ids(viewers[0]!)).toEqual([1]);
+      // Due at once without a storm (2 × 100 ms, at most 100 ms after the last tick started, which is now);
+      // in a storm 250 ms after it started (4 × 100 ms, at most 250 ms): 150 ms from now.
+      hub.publish(SESSION, message(2));
+      for (let i = 0; i < 4; i++) await turn();
+      expect(ids(viewers[0]!)).toEqual(storm ? [1] : [1, 2]);
+      if (storm) {
+        await new Promise((r) => setTimeout(r, 100));
+        expect(ids(viewers[0]!)).toEqual([1]);
+        await new Promise((r) => setTimeout(r, 80));
+        expect(ids(viewers[0]!)).toEqual([1, 2]);
+      }
+      hub.closeAll(1001, 'test');
+    }
+  });
+
+  it('a storm is joins at stormJoinsPerSecond or more over the current or the previous half second', async () => {
+    const clock = { t: 1_000 };
+    const hub = new Hub({ stormJoinsPerSecond: 10, monotonic: () => clock.t });
+    const join = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const socket = new SlowSocket(clock, 0);
+        hub.ready(
+          hub.join({ sessionId: SESSION, userId: `u${clock.t}-${i}`, batch: true, socket }),
+          initEvent(),
+          0,
+        );
+      }
+    };
+    join(4);
+    expect(hub.isFilling(SESSION)).toBe(false);
+    join(1);
+    expect(hub.isFilling(SESSION)).toBe(true);
+    clock.t += 750; // the previous half second had five
+    expect(hub.isFilling(SESSION)).toBe(true);
+    join(1);
+    clock.t += 500; // one join in the last half second, none since
+    expect(hub.isFilling(SESSION)).toBe(false);
+    expect(hub.isFilling(SESSION + 1)).toBe(false);
+    hub.closeAll(1001, 'test');
+  });
+});
+
 describe('Hub ticks waiting for pending work', () => {
   it('an overdue tick waits, a turn at a time, while work that will publish is pending (a commit of frames read just before it)', async () => {
     for (const withPending of [true, false]) {
