@@ -57,6 +57,28 @@ describe('Load generator: the light clients’ WebSocket framing (bench/lib/raw-
     }
   });
 
+  it('reads right from one read buffer reused for every chunk (what it keeps between chunks is copied)', () => {
+    const threePieces = Buffer.concat([
+      serverFrame(0x1, Buffer.from('one-'), false),
+      serverFrame(0x0, Buffer.from('two-'), false),
+      serverFrame(0x0, Buffer.from('three'), true),
+    ]);
+    const all = Buffer.concat([stream, threePieces]);
+    const want: Array<[number, string]> = [...expected, [0x1, 'one-two-three']];
+    for (const size of [1, 3, 7, 126, 1000, 65_536]) {
+      const scratch = Buffer.alloc(size);
+      const frames: Array<[number, string]> = [];
+      const reader = new FrameReader((op, payload) => frames.push([op, payload.toString()]));
+      let ok = true;
+      for (let at = 0; at < all.length; at += size) {
+        const n = all.copy(scratch, 0, at, at + size);
+        ok &&= reader.push(scratch.subarray(0, n));
+        scratch.fill(0xff); // the next read overwrites the buffer
+      }
+      expect({ frames, ok }, `chunks of ${size}`).toEqual({ frames: want, ok: true });
+    }
+  });
+
   it('refuses what no server sends: a masked frame, a control frame over 125 bytes, a stray continuation', () => {
     const masked = serverFrame(0x1, Buffer.from('hi'));
     masked[1]! |= 0x80;
