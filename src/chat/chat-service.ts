@@ -26,7 +26,7 @@ import type {
   WriteBatchResult,
 } from '../store/types.js';
 import { CommitQueue } from './commit-queue.js';
-import { toWireMessage, toWireSession } from './wire.js';
+import { toWireMessage, toWireSession, wireMessagesJson } from './wire.js';
 
 /** The person behind a request or socket, after their token was checked and their profile resolved. */
 export interface ChatUser {
@@ -694,7 +694,8 @@ export class ChatService {
   ): Promise<{
     session: SessionInfo;
     you: You;
-    messages: ChatMessage[];
+    /** The messages as JSON text (`wireMessagesJson`), for `initEventJson`. */
+    messagesJson: string;
     lastMessageId: number;
     totalLikes: number;
     resync: ResyncReason | undefined;
@@ -738,7 +739,7 @@ export class ChatService {
     // the same events that update everyone's; a like committed elsewhere a moment ago and not yet heard of here
     // shows with its `message_like_update`, as it does for every viewer.
     const maybeLiked = messages.filter((m) => m.likes > 0).map((m) => m.id);
-    const liked = maybeLiked.length ? await store.likedMessageIds(user.userId, maybeLiked) : new Set();
+    const liked = maybeLiked.length ? await store.likedMessageIds(user.userId, maybeLiked) : new Set<number>();
     return {
       session: this.#sessionInfo(session),
       you: {
@@ -748,7 +749,7 @@ export class ChatService {
         is_host: user.isHost,
         is_winner: session.winners.has(user.userId),
       },
-      messages: messages.map((m) => toWireMessage(m, session.winners, liked.has(m.id))),
+      messagesJson: wireMessagesJson(messages, session.winners, liked),
       lastMessageId,
       totalLikes: session.totalLikes,
       resync,

@@ -1,4 +1,4 @@
-import type { ChatMessage, SessionInfo } from '../protocol/messages.js';
+import type { ChatMessage, ServerEvent, SessionInfo } from '../protocol/messages.js';
 import type { SessionRecord, StoredMessage } from '../store/types.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -35,6 +35,47 @@ export function toWireMessage(
   if (m.clientMsgId !== null) out.client_msg_id = m.clientMsgId;
   if (likedByMe !== undefined) out.liked_by_me = likedByMe;
   return out;
+}
+
+/** A message's JSON for viewers who have not liked it, kept while its like count and winner badge stay the same. */
+const unlikedJson = new WeakMap<StoredMessage, { likes: number; isWinner: boolean; json: string }>();
+
+function wireMessageJson(m: StoredMessage, winners: ReadonlySet<string>, likedByMe: boolean): string {
+  if (likedByMe) return JSON.stringify(toWireMessage(m, winners, true));
+  const isWinner = winners.has(m.userId);
+  const kept = unlikedJson.get(m);
+  if (kept !== undefined && kept.likes === m.likes && kept.isWinner === isWinner) return kept.json;
+  const json = JSON.stringify(toWireMessage(m, winners, false));
+  unlikedJson.set(m, { likes: m.likes, isWinner, json });
+  return json;
+}
+
+/**
+ * The `messages` of an `init` as JSON text, each with `liked_by_me`: what `JSON.stringify` makes of their wire
+ * forms. Every socket that joins gets the same recent messages (and in a reconnect storm, the same few after
+ * `since`): each message is serialised once, not once per socket.
+ */
+export function wireMessagesJson(
+  messages: readonly StoredMessage[],
+  winners: ReadonlySet<string>,
+  likedByMe: ReadonlySet<number>,
+): string {
+  return `[${messages.map((m) => wireMessageJson(m, winners, likedByMe.has(m.id))).join(',')}]`;
+}
+
+/** The `init` event as JSON text, its `messages` given as JSON text (`wireMessagesJson`); fields in schema order. */
+export function initEventJson(
+  event: Omit<Extract<ServerEvent, { type: 'init' }>, 'messages'>,
+  messagesJson: string,
+): string {
+  const head = JSON.stringify({
+    type: event.type,
+    session: event.session,
+    you: event.you,
+    viewer_count: event.viewer_count,
+    total_likes: event.total_likes,
+  });
+  return `${head.slice(0, -1)},"messages":${messagesJson},"epoch":${JSON.stringify(event.epoch)}}`;
 }
 
 export function toWireSession(

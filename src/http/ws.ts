@@ -6,6 +6,7 @@ import { parse as parseQuery } from 'fast-querystring';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RawData, WebSocket, WebSocketServer } from 'ws';
 import type { ChatService, ChatUser, Log } from '../chat/chat-service.js';
+import { initEventJson } from '../chat/wire.js';
 import type { Settings } from '../config/settings.js';
 import type { Clock } from '../domain/clock.js';
 import { Deadlines } from '../domain/deadlines.js';
@@ -455,15 +456,17 @@ class SocketSession {
       throw err;
     }
     if (this.#closed) return;
-    const initEvent: ServerEvent = {
-      type: 'init',
-      session: init.session,
-      you: init.you,
-      viewer_count: init.session.viewer_count,
-      total_likes: init.totalLikes,
-      messages: init.messages,
-      epoch: service.epoch,
-    };
+    const initEvent = initEventJson(
+      {
+        type: 'init',
+        session: init.session,
+        you: init.you,
+        viewer_count: init.session.viewer_count,
+        total_likes: init.totalLikes,
+        epoch: service.epoch,
+      },
+      init.messagesJson,
+    );
     service.hub.ready(
       this.#handle,
       init.resync

@@ -262,12 +262,19 @@ export class Hub {
    * Sends `init` (built by the caller after `join`; a `resync_required` may precede it), then what was published
    * meanwhile, skipping messages with ids up to `lastMessageId` (already in `init`).
    */
-  ready(handle: HubConnection, init: ServerEvent | ServerEvent[], lastMessageId: number): void {
+  ready(
+    handle: HubConnection,
+    init: ServerEvent | string | Array<ServerEvent | string>,
+    lastMessageId: number,
+  ): void {
     const conn = handle as ConnState;
     const room = this.#rooms.get(conn.sessionId);
     if (!room?.conns.has(conn)) return;
     const needed = notIn(lastMessageId);
-    const frames: Frame[] = (Array.isArray(init) ? init : [init]).map((e) => ({ json: JSON.stringify(e) }));
+    // Events, or their JSON text already made (`init`, see src/chat/wire.ts).
+    const frames: Frame[] = (Array.isArray(init) ? init : [init]).map((e) => ({
+      json: typeof e === 'string' ? e : JSON.stringify(e),
+    }));
     for (const f of conn.pending) if (needed(f)) frames.push(f);
     // Never filled again once ready (frames then go straight out): one shared empty list, not one per socket.
     conn.pending = NO_FRAMES;
