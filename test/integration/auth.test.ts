@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createSign, generateKeyPairSync, KeyObject, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -391,6 +391,38 @@ describe('JWKS key cache', () => {
       await expect(verifier.verify(await sign(keyA, { j: i }))).rejects.toBeInstanceOf(AuthError);
     }
     expect(jwks.requests.length).toBeLessThanOrEqual(1);
+  });
+
+  it('refuses critical header extensions (an unencoded payload among them), signed or not', async () => {
+    jwks = await newServer([keyA.publicJwk]);
+    const { verifier } = verifierFor(jwksEnv(jwks));
+    const enc = (v: unknown) => base64url.encode(JSON.stringify(v));
+    const payload = enc({ sub: 'U1', iat: T0S, exp: T0S + 600 });
+    const signer = KeyObject.from(keyA.privateKey as CryptoKey);
+    for (const extra of [
+      { crit: ['exp'], exp: 1 },
+      { crit: ['b64'], b64: false },
+      { crit: ['urn:x'], 'urn:x': 1 },
+      { crit: [] },
+    ]) {
+      const input = `${enc({ alg: 'RS256', kid: keyA.kid, ...extra })}.${payload}`;
+      const token = `${input}.${createSign('RSA-SHA256').update(input).sign(signer, 'base64url')}`;
+      expect(await reasonOf(verifier.verify(token)), JSON.stringify(extra)).toMatch(/crit|b64|[Ee]xtension|unencoded/);
+    }
+    expect(verifier.stats.verified).toBe(0);
+  });
+
+  it('refuses RS256 with an RSA key under 2048 bits, even when the JWKS lists it', async () => {
+    // jose will not make or sign with such a key: node:crypto does both.
+    const weak = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const weakJwk = { ...weak.publicKey.export({ format: 'jwk' }), kid: 'weak', alg: 'RS256', use: 'sig' };
+    jwks = await newServer([keyA.publicJwk, weakJwk]);
+    const { verifier } = verifierFor(jwksEnv(jwks));
+    const enc = (v: unknown) => base64url.encode(JSON.stringify(v));
+    const input = `${enc({ alg: 'RS256', kid: 'weak' })}.${enc({ sub: 'U1', iat: T0S, exp: T0S + 600 })}`;
+    const token = `${input}.${createSign('RSA-SHA256').update(input).sign(weak.privateKey, 'base64url')}`;
+    expect(await reasonOf(verifier.verify(token))).toMatch(/2048/);
+    await expect(verifier.verify(await sign(keyA))).resolves.toBeDefined();
   });
 
   it('ignores jku and embedded jwk headers', async () => {
