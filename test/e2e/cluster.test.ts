@@ -120,11 +120,19 @@ describe.skipIf(!ready)('several nodes with Redis', () => {
     const rows = await new pg.Client({ connectionString: db.url });
     await rows.connect();
     try {
-      const r = await rows.query(
-        'SELECT COUNT(*) FROM live_chat_viewers WHERE is_active = true AND user_id = ANY($1)',
-        [[a!.userId(u1), a!.userId(u2)]],
-      );
-      expect(Number(r.rows[0].count)).toBe(1);
+      // The table is written with the next group commit, or within a second (API.md §11): poll it.
+      const active = async () =>
+        Number(
+          (
+            await rows.query(
+              'SELECT COUNT(*) FROM live_chat_viewers WHERE is_active = true AND user_id = ANY($1)',
+              [[a!.userId(u1), a!.userId(u2)]],
+            )
+          ).rows[0].count,
+        );
+      const deadline = Date.now() + 5000;
+      while ((await active()) !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(await active()).toBe(1);
     } finally {
       await rows.end();
     }
@@ -138,6 +146,17 @@ describe.skipIf(!ready)('several nodes with Redis', () => {
     const sql = new pg.Client({ connectionString: db.url });
     await sql.connect();
     try {
+      // Node B writes its viewer's row with its next group commit, or within a second (API.md §11).
+      const deadline = Date.now() + 5000;
+      const liveRow = () =>
+        sql.query('SELECT 1 FROM live_chat_viewers WHERE session_id = $1 AND user_id = $2', [
+          sessionId,
+          a!.userId(live),
+        ]);
+      while ((await liveRow()).rowCount === 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect((await liveRow()).rowCount).toBe(1);
       // What a killed node leaves behind: an active row for a user no node has.
       await sql.query(
         `INSERT INTO live_chat_viewers (session_id, user_id, is_active, first_seen_at, last_seen_at)

@@ -22,7 +22,7 @@ describe('CommitQueue on SQLite', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('writes user claims arriving one per turn (a crowd of handshakes) in a few transactions, not one each', async () => {
+  it('writes user claims and viewer presence arriving one per turn (a crowd of handshakes) in a few transactions, not one each', async () => {
     const batches: WriteBatch[] = [];
     const queue = new CommitQueue(
       store,
@@ -54,13 +54,24 @@ describe('CommitQueue on SQLite', () => {
       profilePic: null,
     });
 
-    // Anything else committed takes the waiting claims along at once; drain writes what is left.
+    // Viewer presence too: nobody waits for it either.
     const drawTime = BASE + 10 * HOUR;
     const session = await store.ensureSession({
       drawTime,
       startsAt: drawTime - HOUR,
       endsAt: drawTime + HOUR,
     });
+    batches.length = 0;
+    for (let i = 0; i < 200; i++) {
+      queue.viewer({ sessionId: session.id, userId: `crowd-${i}`, active: true, at: BASE });
+      await new Promise((r) => setImmediate(r));
+    }
+    await new Promise((r) => setTimeout(r, 120));
+    expect(batches.length).toBeGreaterThan(0);
+    expect(batches.length).toBeLessThanOrEqual(10);
+    expect(batches.reduce((n, b) => n + b.viewers.length, 0)).toBe(200);
+
+    // Anything else committed takes the waiting claims along at once; drain writes what is left.
     batches.length = 0;
     queue.user({ id: 'late', claimName: 'Late', claimPicture: null, fallbackName: 'l', at: BASE });
     await queue.hearts(session.id, 1);
