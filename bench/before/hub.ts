@@ -122,10 +122,17 @@ export class Hub {
    * Sends `init` (built by the caller after `join`; a `resync_required` may precede it), then what was published
    * meanwhile, skipping messages with ids up to `lastMessageId` (already in `init`).
    */
-  ready(handle: HubConnection, init: ServerEvent | ServerEvent[], lastMessageId: number): void {
+  ready(
+    handle: HubConnection,
+    init: ServerEvent | string | Array<ServerEvent | string>,
+    lastMessageId: number,
+  ): void {
     const conn = handle as ConnState;
     if (!this.#rooms.get(conn.sessionId)?.conns.has(conn)) return;
-    const frames: Frame[] = (Array.isArray(init) ? init : [init]).map((e) => ({ json: JSON.stringify(e) }));
+    // The one change to this copy: `init` may come as JSON text, as the service now makes it (src/chat/wire.ts).
+    const frames: Frame[] = (Array.isArray(init) ? init : [init]).map((e) => ({
+      json: typeof e === 'string' ? e : JSON.stringify(e),
+    }));
     for (const f of conn.pending) {
       if (f.messageId === undefined || f.messageId > lastMessageId) frames.push(f);
     }
