@@ -917,8 +917,6 @@ function clientKey(userId: string, clientMsgId: string): string {
   return `${userId}\u0000${clientMsgId}`;
 }
 
-/** Do two sets of token claims describe the user the same way? (Compared field by field: a key string built of
- * them would be one more string per connected user.) */
 /** A profile read waiting for its batch. */
 interface UserRead {
   claims: UserClaimsInput;
@@ -926,6 +924,8 @@ interface UserRead {
   reject: (err: unknown) => void;
 }
 
+/** Do two sets of token claims describe the user the same way? (Compared field by field: a key string built of
+ * them would be one more string per connected user.) */
 function sameClaims(a: IdentityInput, b: IdentityInput): boolean {
   return (
     a.claimName === b.claimName &&
