@@ -739,7 +739,9 @@ export class ChatService {
     // the same events that update everyone's; a like committed elsewhere a moment ago and not yet heard of here
     // shows with its `message_like_update`, as it does for every viewer.
     const maybeLiked = messages.filter((m) => m.likes > 0).map((m) => m.id);
-    const liked = maybeLiked.length ? await store.likedMessageIds(user.userId, maybeLiked) : new Set<number>();
+    const liked = maybeLiked.length
+      ? await store.likedMessageIds(user.userId, maybeLiked)
+      : new Set<number>();
     return {
       session: this.#sessionInfo(session),
       you: {

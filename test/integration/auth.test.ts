@@ -407,7 +407,9 @@ describe('JWKS key cache', () => {
     ]) {
       const input = `${enc({ alg: 'RS256', kid: keyA.kid, ...extra })}.${payload}`;
       const token = `${input}.${createSign('RSA-SHA256').update(input).sign(signer, 'base64url')}`;
-      expect(await reasonOf(verifier.verify(token)), JSON.stringify(extra)).toMatch(/crit|b64|[Ee]xtension|unencoded/);
+      expect(await reasonOf(verifier.verify(token)), JSON.stringify(extra)).toMatch(
+        /crit|b64|[Ee]xtension|unencoded/,
+      );
     }
     expect(verifier.stats.verified).toBe(0);
   });
