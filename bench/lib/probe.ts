@@ -1,10 +1,10 @@
 /**
  * Preloaded into a draw-chat server under test (`node --import tsx --import ./bench/lib/probe.ts src/main.ts`),
  * outside the product: counts database statements executed (better-sqlite3 statement runs, pg `Client#query`;
- * not `prepare`, which the store does once per statement text) and RS256
- * signature checks (`node:crypto` `verify`, WebCrypto `subtle.verify`), watches the event-loop delay, and answers `{ probe: … }` when the
- * parent sends 'probe' over the IPC channel (the delay figures cover the time since the previous question). It
- * changes nothing else.
+ * not `prepare`, which the store does once per statement text) and RS256 signature checks (`node:crypto`
+ * `verify`, WebCrypto `subtle.verify`), watches the event-loop delay, and answers `{ probe: … }` when the parent
+ * sends 'probe' over the IPC channel (the delay figures cover the time since the previous question). It changes
+ * nothing else.
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';

@@ -159,7 +159,8 @@ export class Hub {
   readonly #maxPendingFrames: number;
   readonly #tickCostFactor: number;
   readonly #maxTickMs: number;
-  readonly #stormJoinsPerSecond: number;
+  /** `stormJoinsPerSecond` as joins per window (`JOIN_WINDOW_MS`). */
+  readonly #stormJoinsPerWindow: number;
   readonly #stormTickCostFactor: number;
   readonly #stormMaxTickMs: number;
   readonly #joinBatchMs: number;
@@ -190,7 +191,7 @@ export class Hub {
     this.#maxPendingFrames = options.maxPendingFrames ?? 10_000;
     this.#tickCostFactor = options.tickCostFactor ?? 2;
     this.#maxTickMs = options.maxTickMs ?? 100;
-    this.#stormJoinsPerSecond = options.stormJoinsPerSecond ?? 200;
+    this.#stormJoinsPerWindow = ((options.stormJoinsPerSecond ?? 200) * JOIN_WINDOW_MS) / 1000;
     this.#stormTickCostFactor = options.stormTickCostFactor ?? 4;
     this.#stormMaxTickMs = options.stormMaxTickMs ?? 250;
     this.#joinBatchMs = options.joinBatchMs ?? 100;
@@ -471,7 +472,7 @@ export class Hub {
 
   #filling(room: Room): boolean {
     const age = this.#monotonic() - room.joinWindowStart;
-    const threshold = (this.#stormJoinsPerSecond * JOIN_WINDOW_MS) / 1000;
+    const threshold = this.#stormJoinsPerWindow;
     if (age >= 2 * JOIN_WINDOW_MS) return false;
     // The window has ended: it is the previous one now.
     if (age >= JOIN_WINDOW_MS) return room.joinsThisWindow >= threshold;

@@ -3,6 +3,7 @@ import {
   createLocalJWKSet,
   createRemoteJWKSet,
   customFetch,
+  decodeProtectedHeader,
   errors,
   type FetchImplementation,
   type JSONWebKeySet,
@@ -10,6 +11,7 @@ import {
   type JWTHeaderParameters,
   type JWTPayload,
   type JWTVerifyGetKey,
+  type ProtectedHeaderParameters,
   UnsecuredJWT,
 } from 'jose';
 import type { Settings } from '../../config/settings.js';
@@ -122,19 +124,6 @@ function reasonOf(err: unknown): string {
 
 /** The header of an unsecured JWT: jose's claim checks take a payload only in one (see `verifyFully`). */
 const UNSECURED_HEADER = Buffer.from('{"alg":"none"}').toString('base64url');
-
-function parseHeader(encoded: string): Record<string, unknown> {
-  let header: unknown;
-  try {
-    header = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));
-  } catch {
-    throw new AuthError('malformed: header is not JSON');
-  }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
-    throw new AuthError('malformed: header is not an object');
-  }
-  return header as Record<string, unknown>;
-}
 
 /** WebCrypto's key class (a global in Node.js; `@types/node` declares only its type). */
 const CryptoKeyClass = (globalThis as unknown as { CryptoKey: abstract new () => webcrypto.CryptoKey })
@@ -282,7 +271,12 @@ export function createTokenVerifier(settings: Settings, options: TokenVerifierOp
     let payload: JWTPayload;
     try {
       const [encodedHeader = '', encodedPayload = '', signature = ''] = token.split('.');
-      const header = parseHeader(encodedHeader);
+      let header: ProtectedHeaderParameters;
+      try {
+        header = decodeProtectedHeader(token);
+      } catch {
+        throw new AuthError('malformed: header is not a JSON object');
+      }
       if (typeof header.alg !== 'string' || !ALGORITHMS.includes(header.alg)) {
         throw new AuthError('alg not allowed');
       }
