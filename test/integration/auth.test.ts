@@ -5,16 +5,20 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   base64url,
   type CryptoKey,
+  createLocalJWKSet,
   exportJWK,
   exportSPKI,
   generateKeyPair,
   type JWK,
   type JWTPayload,
+  errors as joseErrors,
+  jwtVerify,
   SignJWT,
 } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadSettings } from '../../src/config/settings.js';
 import { ManualClock } from '../../src/domain/clock.js';
+import { identityFromClaims } from '../../src/http/auth/identity.js';
 import {
   AuthError,
   createTokenVerifier,
@@ -283,6 +287,124 @@ describe('token verification against a JWKS', () => {
     const { verifier } = verifierFor(jwksEnv(jwks));
     expect(await reasonOf(verifier.verify(await sign(keyA, { drn: 'DSR' })))).toContain('refresh token');
     await expect(verifier.verify(await sign(keyA, { drn: 'DS' }))).resolves.toBeDefined();
+  });
+
+  it("decides every claim set as jose's jwtVerify does, and for the same reason", async () => {
+    // The claims are checked in verifier.ts; jose's jwtVerify, given the same key and options, is the oracle.
+    jwks = await newServer([keyA.publicJwk]);
+    const issuer = 'https://issuer.example';
+    const audience = 'draw-chat';
+    const { verifier, clock } = verifierFor(jwksEnv(jwks, { AUTH_ISSUER: issuer, AUTH_AUDIENCE: audience }));
+    const keySet = createLocalJWKSet({ keys: [keyA.publicJwk] });
+    const signer = KeyObject.from(keyA.privateKey as CryptoKey);
+    const header = base64url.encode(JSON.stringify({ alg: 'RS256', kid: keyA.kid }));
+    const signed = (payload: Buffer) => {
+      const input = `${header}.${base64url.encode(payload)}`;
+      return `${input}.${createSign('RSA-SHA256').update(input).sign(signer, 'base64url')}`;
+    };
+    /** What our verifier should say: jose's verdict, then the identity's own checks (sub, a finite exp). */
+    const expected = async (token: string, now: number): Promise<string> => {
+      try {
+        const { payload } = await jwtVerify(token, keySet, {
+          algorithms: ['RS256'],
+          issuer,
+          audience,
+          requiredClaims: ['exp'],
+          clockTolerance: 5,
+          currentDate: new Date(now),
+        });
+        identityFromClaims(payload, 'host');
+        return 'accepted';
+      } catch (err) {
+        if (err instanceof AuthError) return err.reason;
+        if (err instanceof joseErrors.JWTExpired) return 'expired';
+        if (err instanceof joseErrors.JWTClaimValidationFailed) return `claim ${err.claim}: ${err.reason}`;
+        if (err instanceof joseErrors.JWTInvalid) return `malformed: ${err.message}`;
+        throw err;
+      }
+    };
+    const pick = <T>(values: readonly T[], r: number): T => values[r % values.length]!;
+    const EXP = [
+      undefined,
+      T0S - 6,
+      T0S - 5,
+      T0S - 4,
+      T0S,
+      T0S + 600,
+      '9999999999',
+      null,
+      Number.POSITIVE_INFINITY,
+      -1,
+    ];
+    const NBF = [undefined, T0S - 60, T0S + 4, T0S + 5, T0S + 6, String(T0S), false];
+    const IAT = [undefined, T0S, T0S + 3600, 'yesterday', {}];
+    const ISS = [undefined, issuer, `${issuer}/`, [issuer], 5, ''];
+    const AUD = [undefined, audience, [audience], ['other', audience], ['other'], [], 'Draw-Chat', 7, [7]];
+    const SUB = ['U1', undefined, '', 42];
+    const cases: Array<{ payload: Buffer; label: string }> = [];
+    // Every value of every claim next to otherwise good claims, then 300 mixed at random (seeded: repeatable).
+    const good = { sub: 'U1', iss: issuer, aud: audience, exp: T0S + 600 };
+    const json = (claims: Record<string, unknown>) => {
+      // Infinity has no JSON form: written as 1e400, which JSON.parse reads as Infinity.
+      const text = JSON.stringify(claims, (_k, v) => (v === Number.POSITIVE_INFINITY ? '__INF__' : v));
+      return Buffer.from(text.replace('"__INF__"', '1e400'));
+    };
+    for (const [name, values] of Object.entries({
+      exp: EXP,
+      nbf: NBF,
+      iat: IAT,
+      iss: ISS,
+      aud: AUD,
+      sub: SUB,
+    })) {
+      for (const v of values) {
+        const claims: Record<string, unknown> = { ...good, [name]: v };
+        if (v === undefined) delete claims[name];
+        cases.push({ payload: json(claims), label: `${name}=${JSON.stringify(v)}` });
+      }
+    }
+    let seed = 7;
+    const next = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed;
+    };
+    for (let i = 0; i < 300; i++) {
+      const claims: Record<string, unknown> = {};
+      const set = (name: string, v: unknown) => {
+        if (v !== undefined) claims[name] = v;
+      };
+      set('sub', pick(SUB, next()));
+      set('iss', pick(ISS, next()));
+      set('aud', pick(AUD, next()));
+      set('exp', pick(EXP, next()));
+      set('nbf', pick(NBF, next()));
+      set('iat', pick(IAT, next()));
+      cases.push({ payload: json(claims), label: JSON.stringify(claims) });
+    }
+    // Payloads that are not a JSON object, or not UTF-8.
+    // (An empty one is refused before: no compact JWS has an empty part.)
+    for (const text of ['[]', 'null', '"claims"', '42', '{"exp":', ' ']) {
+      cases.push({ payload: Buffer.from(text), label: `payload ${text}` });
+    }
+    cases.push({ payload: Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]), label: 'invalid UTF-8' });
+    let accepted = 0;
+    for (const { payload, label } of cases) {
+      const token = signed(payload);
+      // At T0, and either side of the end of the 5 s tolerance of exp = T0 - 4 s.
+      for (const now of [T0, T0 + 999, T0 + 1000]) {
+        clock.set(now);
+        const ours = await verifier.verify(token).then(
+          () => 'accepted',
+          (err: unknown) => (err instanceof AuthError ? err.reason : `not an AuthError: ${String(err)}`),
+        );
+        const want = await expected(token, now);
+        if (want === 'accepted') accepted++;
+        expect(ours, `${label} at T0 + ${now - T0} ms`).toBe(want);
+      }
+    }
+    // The grid is not all refusals (nor all acceptances).
+    expect(accepted).toBeGreaterThan(20);
+    expect(accepted).toBeLessThan(cases.length * 3 - 100);
   });
 
   it('keeps the token and claim values out of the error', async () => {
