@@ -87,6 +87,24 @@ interface ActiveSession {
   /** Write version of the last count applied: counts from several nodes may arrive out of order. */
   likesVersion: number;
   messageLikeVersions: Map<number, number>;
+  /** Ids of deleted messages, the highest `REPLAYED_DELETIONS` (ascending): replayed to resuming sockets. */
+  deleted: number[];
+}
+
+/**
+ * How many deletions (of the newest messages) a resume replays as `message_deleted` after `init`, although their
+ * ids are at or below `since`: a viewer away while a host removed a message they had seen must not keep showing it.
+ */
+export const REPLAYED_DELETIONS = 100;
+
+function rememberDeletion(session: ActiveSession, messageId: number): void {
+  const { deleted } = session;
+  if (deleted.includes(messageId)) return;
+  // Kept in id order: deletions of older messages may come later (the bus does not order them).
+  let at = deleted.length;
+  while (at > 0 && deleted[at - 1]! > messageId) at--;
+  deleted.splice(at, 0, messageId);
+  if (deleted.length > REPLAYED_DELETIONS) deleted.shift();
 }
 
 /** Throws the `rate_limited` answer of a refused heart. */
@@ -297,6 +315,12 @@ export class ChatService {
       store.getWinners(record.id),
       store.listMessages(record.id, { limit: RECENT_LIMIT }),
     ]);
+    // Deletions among the recent messages (those a resume can be about) made before this node started.
+    const deleted = await store.deletedMessageIds(
+      record.id,
+      page.hasMore ? (page.messages[0]?.id ?? 0) : 0,
+      REPLAYED_DELETIONS,
+    );
     const session: ActiveSession = {
       record,
       winners: new Set(winners),
@@ -306,6 +330,7 @@ export class ChatService {
       totalLikes: record.totalLikes,
       likesVersion: 0,
       messageLikeVersions: new Map(),
+      deleted,
     };
     for (const m of page.messages)
       if (m.clientMsgId) session.byClientId.set(clientKey(m.userId, m.clientMsgId), m);
@@ -402,6 +427,7 @@ export class ChatService {
     for (const m of active.recent) {
       const stored = inDb.get(m.id);
       if (!stored && m.id >= oldest && m.id <= newest) {
+        rememberDeletion(active, m.id);
         this.hub.publish(id, { type: 'message_deleted', session_id: id, message_id: m.id });
         continue;
       }
@@ -699,6 +725,11 @@ export class ChatService {
     lastMessageId: number;
     totalLikes: number;
     resync: ResyncReason | undefined;
+    /**
+     * A resume: the messages at or below `since` deleted since (of the latest `REPLAYED_DELETIONS`), to send as
+     * `message_deleted` after `init`. Empty otherwise.
+     */
+    deleted: number[];
   }> {
     const session = await this.requireActive(sessionId);
     const { store, settings } = this.#deps;
@@ -755,6 +786,7 @@ export class ChatService {
       lastMessageId,
       totalLikes: session.totalLikes,
       resync,
+      deleted: since === undefined ? [] : session.deleted.filter((id) => id <= since!),
     };
   }
 
@@ -832,7 +864,10 @@ export class ChatService {
           break;
         }
         case 'message_deleted':
-          if (active) active.recent = active.recent.filter((m) => m.id !== e.messageId);
+          if (active) {
+            active.recent = active.recent.filter((m) => m.id !== e.messageId);
+            rememberDeletion(active, e.messageId);
+          }
           this.hub.publish(e.sessionId, {
             type: 'message_deleted',
             session_id: e.sessionId,

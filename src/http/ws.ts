@@ -467,11 +467,19 @@ class SocketSession {
       },
       init.messagesJson,
     );
+    // A resume also gets the deletions of messages it may still show (ids at or below `since`).
+    const deletions: ServerEvent[] = init.deleted.map((id) => ({
+      type: 'message_deleted',
+      session_id: sessionId,
+      message_id: id,
+    }));
     service.hub.ready(
       this.#handle,
       init.resync
         ? [{ type: 'resync_required', reason: init.resync, epoch: service.epoch }, initEvent]
-        : initEvent,
+        : deletions.length > 0
+          ? [initEvent, ...deletions]
+          : initEvent,
       init.lastMessageId,
     );
     this.deps.log.info(

@@ -713,6 +713,19 @@ export class KyselyChatStore implements ChatStore {
     return row && toMessage(row);
   }
 
+  async deletedMessageIds(sessionId: number, fromId: number, limit: number): Promise<number[]> {
+    const rows = await this.db
+      .selectFrom('live_chat_messages')
+      .select('id')
+      .where('session_id', '=', sessionId)
+      .where('id', '>=', fromId)
+      .where('deleted_at', 'is not', null)
+      .orderBy('id', 'desc')
+      .limit(Math.max(0, Math.floor(limit)))
+      .execute();
+    return rows.map((r) => Number(r.id)).reverse();
+  }
+
   async likedMessageIds(userId: string, messageIds: readonly number[]): Promise<Set<number>> {
     const liked = new Set<number>();
     for (const ids of chunks([...new Set(messageIds)])) {

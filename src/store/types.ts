@@ -161,6 +161,8 @@ export interface ChatStore {
   getMessage(id: number): Promise<StoredMessage | undefined>;
   /** Soft-deletes; returns the message as it was, or undefined when unknown or already deleted. */
   deleteMessage(id: number, at: number): Promise<StoredMessage | undefined>;
+  /** Ids of a session's deleted messages from `fromId` on: the `limit` highest, ascending. */
+  deletedMessageIds(sessionId: number, fromId: number, limit: number): Promise<number[]>;
 
   /** Of `messageIds`, the ones `userId` likes. */
   likedMessageIds(userId: string, messageIds: readonly number[]): Promise<Set<number>>;

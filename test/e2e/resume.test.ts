@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_RESUME_MESSAGES } from '../../src/protocol/messages.js';
 import { startServer, type TestServer } from '../support/server.js';
@@ -37,6 +40,72 @@ describe('resume with since and epoch', () => {
     expect(resumed.events[0]!.type).toBe('init');
     expect(resumed.init!.messages.map((m: any) => m.id)).toEqual(missed);
     resumed.close();
+  });
+
+  it('a message deleted while the viewer was away is deleted on their screen after the resume', async () => {
+    // Moderation must reach everyone: a viewer reconnecting after a host removed a message they had seen gets
+    // `message_deleted` for it right after `init`, although its id is at or below `since`.
+    const host = await t.token('moderator', { roles: ['host'] });
+    const [doomed, kept, last] = await post(3);
+    const viewer = await t.connect(sessionId, token);
+    const epoch = viewer.init!.epoch;
+    expect(viewer.init!.messages.map((m: any) => m.id)).toEqual(expect.arrayContaining([doomed, kept, last]));
+    viewer.close();
+    expect((await t.request('DELETE', `/live-chat/messages/${doomed}`, { token: host })).status).toBe(200);
+    const [after] = await post(1);
+    const resumed = await t.connect(sessionId, token, { query: `since=${last}&epoch=${epoch}` });
+    expect(resumed.events[0]!.type).toBe('init');
+    expect(resumed.init!.messages.map((m: any) => m.id)).toEqual([after]);
+    const deleted = await resumed.next('message_deleted');
+    expect(deleted).toEqual({ type: 'message_deleted', session_id: sessionId, message_id: doomed });
+    resumed.close();
+    // A fresh connection (no since) gets recent history without the message, and no replayed deletion.
+    const fresh = await t.connect(sessionId, token);
+    expect(fresh.init!.messages.map((m: any) => m.id)).not.toContain(doomed);
+    expect(fresh.events.filter((e) => e.type === 'message_deleted')).toEqual([]);
+    fresh.close();
+  });
+
+  it('a node started after the deletion replays it too (read from the database)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'drawchat-resume-'));
+    try {
+      let first: TestServer | undefined = await startServer({ dataDir });
+      const viewerToken = await first.token('away');
+      const host = await first.token('moderator', { roles: ['host'] });
+      const session = await first.sessionId(viewerToken);
+      const ids: number[] = [];
+      for (const text of ['one', 'two']) {
+        ids.push(
+          (
+            await first.request('POST', '/live-chat/messages', {
+              token: viewerToken,
+              body: { message: text },
+            })
+          ).body.id,
+        );
+      }
+      const viewer = await first.connect(session, viewerToken);
+      const epoch = viewer.init!.epoch;
+      viewer.close();
+      expect((await first.request('DELETE', `/live-chat/messages/${ids[0]}`, { token: host })).status).toBe(
+        200,
+      );
+      await first.close();
+      first = undefined;
+      const second = await startServer({ dataDir });
+      try {
+        const resumed = await second.connect(session, viewerToken, {
+          query: `since=${ids[1]}&epoch=${epoch}`,
+        });
+        expect(resumed.init!.messages).toEqual([]);
+        expect(await resumed.next('message_deleted')).toMatchObject({ message_id: ids[0] });
+        resumed.close();
+      } finally {
+        await second.close();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('another epoch (a recreated database) gets resync_required, then a fresh init', async () => {

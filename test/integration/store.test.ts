@@ -717,6 +717,17 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         ]);
       });
 
+      it('deletedMessageIds lists the highest deleted ids of a session from a position, ascending', async () => {
+        const other = await newSession();
+        const [a, b, c, d] = await send(other.id, ['a', 'b', 'c', 'd']);
+        const [elsewhere] = await send(s.id, ['elsewhere']);
+        for (const m of [a, c, d, elsewhere]) await store.deleteMessage(m!.id, BASE);
+        expect(await store.deletedMessageIds(other.id, a!.id, 10)).toEqual([a!.id, c!.id, d!.id]);
+        expect(await store.deletedMessageIds(other.id, b!.id, 10)).toEqual([c!.id, d!.id]);
+        expect(await store.deletedMessageIds(other.id, 0, 2)).toEqual([c!.id, d!.id]);
+        expect(await store.deletedMessageIds(other.id, d!.id + 1, 10)).toEqual([]);
+      });
+
       it('likedMessageIds returns the liked subset', async () => {
         await store.write(
           batch({
