@@ -25,6 +25,8 @@ export interface ConnectPlan {
   tokens?: string[];
   /** First user index (to add viewers to a running test). */
   offset?: number;
+  /** A handshake not settled after this long fails as `timeout` (ms; default 30 s). */
+  timeoutMs?: number;
 }
 
 export interface ConnectResult {
@@ -146,6 +148,7 @@ export class Generator {
           wire,
           clients: perWorker[i]!,
           concurrency: plan.concurrency,
+          timeoutMs: plan.timeoutMs ?? 30_000,
         } satisfies ToWorker);
         return reply;
       }),

@@ -17,6 +17,7 @@ import {
   type ClientSpec,
   type FinalStats,
   type FromWorker,
+  GIVE_UP_AFTER_TIMEOUTS,
   LATENCY_MARK,
   NEW_MESSAGE_MARK,
   type TargetWire,
@@ -435,7 +436,7 @@ function openFull(c: Client): void {
 
 // ------------------------------------------------------------------ commands
 
-async function connectAll(clientSpecs: ClientSpec[], concurrency: number): Promise<void> {
+async function connectAll(clientSpecs: ClientSpec[], concurrency: number, timeoutMs: number): Promise<void> {
   const started = performance.now();
   const failures: Record<string, number> = {};
   let ok = 0;
@@ -466,11 +467,24 @@ async function connectAll(clientSpecs: ClientSpec[], concurrency: number): Promi
     else if (!c.spec.full) hearters.push(c);
   }
   await new Promise<void>((resolve) => {
-    // A handshake that never settles counts as failed after 30 s.
-    const guard = setInterval(() => {
-      const now = performance.now();
-      for (const c of pending) if (now - c.startedAt > 30_000) settle(c, false, 'timeout');
-    }, 1000);
+    let timeouts = 0;
+    const guard = setInterval(
+      () => {
+        const now = performance.now();
+        for (const c of pending) {
+          if (now - c.startedAt <= timeoutMs) continue;
+          timeouts++;
+          if (timeouts === GIVE_UP_AFTER_TIMEOUTS && next < fresh.length) {
+            failed += fresh.length - next;
+            bump(failures, 'gave_up', fresh.length - next);
+            for (const rest of fresh.slice(next)) rest.stopped = true;
+            next = fresh.length;
+          }
+          settle(c, false, 'timeout');
+        }
+      },
+      Math.min(1000, timeoutMs / 4),
+    );
     const pump = () => {
       while (inFlight < concurrency && next < fresh.length) {
         const c = fresh[next++]!;
@@ -651,7 +665,7 @@ process.on('message', (m: ToWorker) => {
       wire = m.wire;
       newMessageMark = Buffer.from(NEW_MESSAGE_MARK[m.wire.kind]);
       initMark = INIT_MARKS[m.wire.kind];
-      void connectAll(m.clients, m.concurrency);
+      void connectAll(m.clients, m.concurrency, m.timeoutMs);
       return;
     case 'rates':
       if (m.hearts > 0 && rates.hearts === 0) {

@@ -1,8 +1,11 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { Generator } from '../../bench/lib/generator.js';
+import { GIVE_UP_AFTER_TIMEOUTS } from '../../bench/lib/protocol.js';
 import { ROOT } from '../support/process.js';
 
 /**
@@ -123,4 +126,36 @@ describe('npm run bench -- --smoke', () => {
       }
     }
   }, 180_000);
+});
+
+describe('load generator: connect phase', () => {
+  it(`gives up after ${GIVE_UP_AFTER_TIMEOUTS} handshake timeouts instead of waiting on every client`, async () => {
+    // A server that takes connections and never answers an upgrade.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as { port: number };
+    const gen = await Generator.start(1);
+    try {
+      const viewers = 1000;
+      const result = await gen.connect(
+        { kind: 'ws', label: 'silent', urls: [`http://127.0.0.1:${port}`], pids: [], stop: async () => {} },
+        { viewers, senders: 0, fullShare: 0, sampleShare: 0, batch: false, concurrency: 50, timeoutMs: 300 },
+      );
+      expect(result.ok).toBe(0);
+      expect(result.failed).toBe(viewers);
+      const timeouts = result.failures.timeout ?? 0;
+      // The handshakes in flight when the 100th timed out still time out; the rest never start.
+      expect(timeouts).toBeGreaterThanOrEqual(GIVE_UP_AFTER_TIMEOUTS);
+      expect(timeouts).toBeLessThan(GIVE_UP_AFTER_TIMEOUTS + 50);
+      expect(result.failures.gave_up).toBe(viewers - timeouts);
+    } finally {
+      await gen.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
 });
