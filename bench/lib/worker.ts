@@ -18,13 +18,12 @@ import {
   type FinalStats,
   type FromWorker,
   GIVE_UP_AFTER_TIMEOUTS,
-  LATENCY_MARK,
-  NEW_MESSAGE_MARK,
   type TargetWire,
   type TickStats,
   type ToWorker,
 } from './protocol.js';
 import { RawWs } from './raw-ws.js';
+import { eachLatencyMark, scanFrame } from './scan.js';
 
 const workerId = Number(process.env.BENCH_WORKER_ID ?? '0');
 /** Send and receive times come from the wall clock every process shares (ms). */
@@ -32,15 +31,10 @@ const wall = () => Date.now();
 const send = (m: FromWorker) => process.send?.(m);
 
 const INIT_MARKS = {
-  drawchat: Buffer.from('"type":"init"'),
-  ws: Buffer.from('"type":"init"'),
-  socketio: Buffer.from('42["init"'),
+  drawchat: '"type":"init"',
+  ws: '"type":"init"',
+  socketio: '42["init"',
 };
-const LAT = Buffer.from(LATENCY_MARK);
-const TYPE = Buffer.from('"type":"');
-/** From the start of `"type":"` to the digits of the id in `"type":"new_message","message":{"id":123`. */
-const NM_ID_OFFSET = NEW_MESSAGE_MARK.drawchat.length;
-const COLON = 0x3a;
 
 /** What the suite does with a client's socket, whether a light client's `RawWs` or a full client's `ws`. */
 interface Conn {
@@ -73,7 +67,6 @@ interface Client {
 }
 
 let wire: TargetWire | undefined;
-let newMessageMark = Buffer.from(NEW_MESSAGE_MARK.drawchat);
 let initMark = INIT_MARKS.drawchat;
 const clients: Client[] = [];
 const senders: Client[] = [];
@@ -193,6 +186,7 @@ function retryLater(c: Client, _why: string): void {
   );
 }
 
+/** A light client's frame: counted by `scanFrame` (bench/lib/scan.ts), without a parse. */
 function onLightFrame(c: Client, buf: Buffer): void {
   tick.frames++;
   tick.bytes += buf.length;
@@ -208,50 +202,20 @@ function onLightFrame(c: Client, buf: Buffer): void {
       return;
     }
   }
-  if (!c.ready && buf.indexOf(initMark) !== -1) {
+  const text = buf.toString('latin1');
+  if (!c.ready && text.includes(initMark)) {
     if (kind === 'drawchat') readInit(c, buf);
     becameReady(c);
-    if (buf.length < 64) return;
+    if (text.length < 64) return;
   }
-  // One pass over the frame from event to event: each event has exactly one `"type":"` key at its top level
-  // (message objects have none), so the bytes after it say what the event is.
-  let n = 0;
-  let last = -1;
-  let likeUpdates = 0;
-  let errors = false;
-  const mark = newMessageMark;
-  if (kind === 'socketio') {
-    let at = buf.indexOf(mark);
-    while (at !== -1) {
-      n++;
-      last = at;
-      at = buf.indexOf(mark, at + mark.length);
-    }
-  } else {
-    let at = buf.indexOf(TYPE);
-    while (at !== -1) {
-      const v = at + TYPE.length;
-      const c0 = buf[v];
-      if (c0 === 0x6e /* n */ && buf[v + 1] === 0x65 /* e */) {
-        // "new_message","message":{"id":
-        n++;
-        last = at;
-      } else if (c0 === 0x73 /* s */ && buf[v + 8] === 0x6c /* session_l */) {
-        likeUpdates++;
-      } else if (c0 === 0x65 /* e */ && buf[v + 1] === 0x72 /* er */) {
-        errors = true;
-      }
-      at = buf.indexOf(TYPE, v);
-    }
+  const counts = scanFrame(text, kind);
+  if (counts.messages > 0) {
+    tick.deliveries += counts.messages;
+    if (counts.lastId > c.lastId) c.lastId = counts.lastId;
+    if (c.spec.sample || c.spec.sender) readLatencies(c, text);
   }
-  if (n > 0) {
-    tick.deliveries += n;
-    const id = readInt(buf, kind === 'socketio' ? last + mark.length : last + NM_ID_OFFSET);
-    if (id > c.lastId) c.lastId = id;
-    if (c.spec.sample || c.spec.sender) readLatencies(c, buf);
-  }
-  if (likeUpdates > 0) countLikeUpdates(c, likeUpdates);
-  if (errors) countErrors(c, buf);
+  if (counts.likeUpdates > 0) countLikeUpdates(c, counts.likeUpdates);
+  if (counts.errors) countErrors(c, buf);
 }
 
 function readInit(c: Client, buf: Buffer): void {
@@ -267,36 +231,18 @@ function readInit(c: Client, buf: Buffer): void {
   }
 }
 
-function readInt(buf: Buffer, from: number): number {
-  let n = 0;
-  for (let i = from; i < buf.length; i++) {
-    const d = buf[i]! - 0x30;
-    if (d < 0 || d > 9) break;
-    n = n * 10 + d;
-  }
-  return n;
-}
-
 /** `lt:<ms>:<tag>` → latency; a sender's own tag is also its ack. */
-function readLatencies(c: Client, buf: Buffer): void {
+function readLatencies(c: Client, text: string): void {
   const now = wall();
-  let at = buf.indexOf(LAT);
-  while (at !== -1) {
-    const start = at + LAT.length;
-    const colon = buf.indexOf(COLON, start);
-    if (colon === -1) break;
-    const sentAt = Number(buf.toString('latin1', start, colon));
-    if (Number.isFinite(sentAt)) {
-      const ms = now - sentAt;
-      if (c.spec.sample) recordMs(latency, ms);
-      if (c.spec.sender && buf.toString('latin1', colon + 1, colon + 1 + c.tag.length) === c.tag) {
-        recordMs(ack, ms);
-        tick.acked++;
-        totals.acked++;
-      }
+  eachLatencyMark(text, (sentAt, tagAt) => {
+    const ms = now - sentAt;
+    if (c.spec.sample) recordMs(latency, ms);
+    if (c.spec.sender && text.startsWith(c.tag, tagAt)) {
+      recordMs(ack, ms);
+      tick.acked++;
+      totals.acked++;
     }
-    at = buf.indexOf(LAT, colon);
-  }
+  });
 }
 
 function countLikeUpdates(c: Client, n: number): void {
@@ -663,7 +609,6 @@ process.on('message', (m: ToWorker) => {
   switch (m.cmd) {
     case 'connect':
       wire = m.wire;
-      newMessageMark = Buffer.from(NEW_MESSAGE_MARK[m.wire.kind]);
       initMark = INIT_MARKS[m.wire.kind];
       void connectAll(m.clients, m.concurrency, m.timeoutMs);
       return;
