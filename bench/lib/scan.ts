@@ -77,6 +77,16 @@ function readInt(text: string, from: number): number {
   return n;
 }
 
+/** Calls `found` with the id of each `new_message` event of a frame (draw-chat or the `ws` baselines), in order. */
+export function eachMessageId(text: string, found: (id: number) => void): void {
+  const mark = NEW_MESSAGE_MARK.drawchat;
+  let at = text.indexOf(EVENT);
+  while (at !== -1) {
+    if (text.startsWith(mark, at + 1)) found(readInt(text, at + NM_ID_OFFSET));
+    at = text.indexOf(EVENT, at + EVENT.length);
+  }
+}
+
 /** Calls `found` with the send time (ms) and the sender tag's offset of each `"message":"lt:<ms>:<tag>` mark. */
 export function eachLatencyMark(text: string, found: (sentAt: number, tagAt: number) => void): void {
   let at = text.indexOf(LAT_END);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { eachLatencyMark, scanFrame } from '../../bench/lib/scan.js';
+import { eachLatencyMark, eachMessageId, scanFrame } from '../../bench/lib/scan.js';
 
 /** A `new_message` event as every target serialises it (`type` first). */
 const message = (id: number, text: string, user = 'bench-1') => ({
@@ -71,6 +71,21 @@ describe('Load generator: what light clients count in a frame (bench/lib/scan.ts
       [1700000000001, '0.1."'],
       [1700000000002, '1.7."'],
     ]);
+  });
+
+  it('lists the id of every message of a frame in order, for the order check of full clients', () => {
+    const frame = latin1([
+      message(5, 'a'),
+      { type: 'viewer_count_update', session_id: 1, viewer_count: 2 },
+      message(9, '{"type":"new_message","message":{"id":1}}'),
+      message(7, 'b'),
+    ]);
+    const ids: number[] = [];
+    eachMessageId(frame, (id) => ids.push(id));
+    expect(ids).toEqual([5, 9, 7]);
+    const none: number[] = [];
+    eachMessageId(latin1({ type: 'pong', server_time: 'x' }), (id) => none.push(id));
+    expect(none).toEqual([]);
   });
 
   it('counts Socket.IO frames by their event name', () => {
