@@ -74,6 +74,15 @@ const SAFETY_POLL_MS = 2_000;
 const VIEWER_RECONCILE_MS = 30_000;
 /** Profiles resolved from a token are reused this long before the users table is touched again. */
 const USER_CACHE_MS = 60_000;
+/**
+ * After that, a returning user with the same claims is still answered from the cache for this long, while the
+ * profile is read again in the background (`#refreshUsers`): a reconnect storm minutes into a draw then costs no
+ * read per comeback on the handshake path (on SQLite those reads went one per turn of the event loop, one
+ * statement each).
+ */
+const USER_STALE_MS = 10 * 60_000;
+/** Expired profiles asked for meanwhile are read again together, this long after the first of them. */
+const USER_REFRESH_DELAY_MS = 1_000;
 
 interface ActiveSession {
   readonly record: SessionRecord;
@@ -127,6 +136,9 @@ export class ChatService {
   readonly #users = new Map<string, { user: ChatUser; identity: IdentityInput; until: number }>();
   /** Profile reads waiting for this turn's batch (see `#previewUser`). */
   #userReads: UserRead[] | undefined;
+  /** Users answered from an expired cache entry, to read again (see `USER_STALE_MS`). */
+  readonly #staleUsers = new Set<string>();
+  #staleTimer: NodeJS.Timeout | undefined;
   #active: ActiveSession | null = null;
   /** While closed: the instant the next window opens (null: none scheduled); avoids recomputing per call. */
   #closedUntil: number | null | undefined;
@@ -226,7 +238,7 @@ export class ChatService {
     this.#unsubscribeClock = this.#deps.clock.onJump?.(() => void this.refresh());
     this.#sweeper = setInterval(() => {
       const now = this.#deps.clock.now();
-      for (const [id, u] of this.#users) if (u.until < now) this.#users.delete(id);
+      for (const [id, u] of this.#users) if (u.until + USER_STALE_MS < now) this.#users.delete(id);
     }, 30_000);
     this.#sweeper.unref();
     if (this.#deps.bus.shared) {
@@ -248,6 +260,7 @@ export class ChatService {
     this.#unsubscribeClock?.();
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#sweeper) clearInterval(this.#sweeper);
+    if (this.#staleTimer) clearTimeout(this.#staleTimer);
     if (this.#poller) clearInterval(this.#poller);
     if (this.#reconciler) clearInterval(this.#reconciler);
     await this.#refreshing;
@@ -499,7 +512,13 @@ export class ChatService {
   async resolveUser(identity: IdentityInput): Promise<ChatUser> {
     const now = this.#deps.clock.now();
     const cached = this.#users.get(identity.userId);
-    if (cached && cached.until > now && sameClaims(cached.identity, identity)) return cached.user;
+    if (cached && sameClaims(cached.identity, identity)) {
+      if (cached.until > now) return cached.user;
+      if (cached.until + USER_STALE_MS > now) {
+        this.#refreshLater(identity.userId);
+        return cached.user;
+      }
+    }
     const claims = {
       id: identity.userId,
       claimName: identity.claimName,
@@ -519,6 +538,58 @@ export class ChatService {
     };
     this.#users.set(identity.userId, { user, identity, until: now + USER_CACHE_MS });
     return user;
+  }
+
+  #refreshLater(userId: string): void {
+    this.#staleUsers.add(userId);
+    if (this.#staleTimer) return;
+    this.#staleTimer = setTimeout(() => {
+      this.#staleTimer = undefined;
+      void this.#refreshUsers();
+    }, USER_REFRESH_DELAY_MS);
+    this.#staleTimer.unref();
+  }
+
+  /** Reads the profiles of `#staleUsers` again (one statement per few hundred users) and renews their entries. */
+  async #refreshUsers(): Promise<void> {
+    const now = this.#deps.clock.now();
+    const entries = [...this.#staleUsers].flatMap((id) => {
+      const entry = this.#users.get(id);
+      return entry ? [entry] : [];
+    });
+    this.#staleUsers.clear();
+    if (entries.length === 0) return;
+    const claims = entries.map(({ identity }) => ({
+      id: identity.userId,
+      claimName: identity.claimName,
+      claimPicture: identity.claimPicture,
+      fallbackName: identity.fallbackName,
+      at: now,
+    }));
+    let previews: UserPreview[];
+    try {
+      previews = await this.#deps.store.previewUsersFromClaims(claims);
+    } catch (err) {
+      // The entries stay expired: the next comeback asks again.
+      this.#deps.log.warn({ err, users: entries.length }, 'refreshing cached profiles failed');
+      return;
+    }
+    previews.forEach(({ user: record, write }, i) => {
+      const entry = entries[i]!;
+      if (write) this.#queue.user(claims[i]!);
+      // Replaced or dropped meanwhile (new claims, a profile change): that one is newer.
+      if (this.#users.get(entry.identity.userId) !== entry) return;
+      this.#users.set(entry.identity.userId, {
+        user: {
+          userId: record.id,
+          username: record.username,
+          profilePic: record.profilePic,
+          isHost: entry.identity.isHost,
+        },
+        identity: entry.identity,
+        until: now + USER_CACHE_MS,
+      });
+    });
   }
 
   /**

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/domain/clock.js';
 import { createFreshDatabase, type FreshDatabase, postgresAvailable } from '../support/postgres.js';
 import { startServer, type TestServer } from '../support/server.js';
 
@@ -324,5 +325,59 @@ describe.each([
     expect((await a.next('pong')).server_time).toMatch(/Z$/);
     expect(({} as any).type).toBeUndefined();
     a.close();
+  });
+});
+
+describe('profiles of returning users', () => {
+  it('[issue 5] a comeback after the profile cache expired is answered at once; the crowd is read again in one statement a second later, changes included', async () => {
+    const clock = new ManualClock(Date.parse('2030-01-01T00:00:00Z'));
+    const t = await startServer({ clock });
+    try {
+      const { service, store } = t.server;
+      const read = store.previewUsersFromClaims;
+      const asked: number[] = [];
+      store.previewUsersFromClaims = function (this: typeof store, inputs) {
+        asked.push(inputs.length);
+        return read.call(this, inputs);
+      };
+      const identity = (i: number) => ({
+        userId: `back-${i}`,
+        // A name in the token wins over the stored one: user 3 has none, so a rename shows.
+        claimName: i === 3 ? null : `Back ${i}`,
+        claimPicture: null,
+        fallbackName: `back-${i}`,
+        isHost: false,
+      });
+      const crowd = Array.from({ length: 30 }, (_, i) => i);
+      await Promise.all(crowd.map((i) => service.resolveUser(identity(i))));
+      expect(asked).toEqual([30]);
+      // Written with the next group commit (or within a second): wait for the rows.
+      await expect
+        .poll(async () => (await store.getUser('back-29'))?.username, { timeout: 5000 })
+        .toBe('Back 29');
+
+      // Minutes later (past the minute a profile is trusted), the whole crowd comes back, one per turn.
+      clock.advance(5 * 60_000);
+      await store.setUserProfile('back-3', { username: 'Renamed elsewhere' }, clock.now());
+      const again = [];
+      for (const i of crowd) {
+        again.push(await service.resolveUser(identity(i)));
+        await new Promise((r) => setImmediate(r));
+      }
+      expect(asked).toEqual([30]);
+      expect(again[3]).toMatchObject({ userId: 'back-3', username: 'back-3' });
+      await expect.poll(() => asked, { timeout: 5000 }).toEqual([30, 30]);
+      await expect
+        .poll(async () => (await service.resolveUser(identity(3))).username, { timeout: 5000 })
+        .toBe('Renamed elsewhere');
+      expect(asked).toEqual([30, 30]);
+
+      // Past the stale window an entry is not used any more: the comeback waits for its read.
+      clock.advance(30 * 60_000);
+      await service.resolveUser(identity(5));
+      expect(asked).toEqual([30, 30, 1]);
+    } finally {
+      await t.close();
+    }
   });
 });
