@@ -139,6 +139,8 @@ export class ChatService {
   /** Users answered from an expired cache entry, to read again (see `USER_STALE_MS`). */
   readonly #staleUsers = new Set<string>();
   #staleTimer: NodeJS.Timeout | undefined;
+  /** The background read of `#staleUsers` in flight, if any (awaited by `stop`, before the queue closes). */
+  #refreshingUsers: Promise<void> | undefined;
   #active: ActiveSession | null = null;
   /** While closed: the instant the next window opens (null: none scheduled); avoids recomputing per call. */
   #closedUntil: number | null | undefined;
@@ -264,6 +266,7 @@ export class ChatService {
     if (this.#poller) clearInterval(this.#poller);
     if (this.#reconciler) clearInterval(this.#reconciler);
     await this.#refreshing;
+    await this.#refreshingUsers;
     await Promise.all(this.#presenceChecks);
     await this.#queue.close();
     await this.#presence.close();
@@ -545,7 +548,10 @@ export class ChatService {
     if (this.#staleTimer) return;
     this.#staleTimer = setTimeout(() => {
       this.#staleTimer = undefined;
-      void this.#refreshUsers();
+      const refresh = this.#refreshUsers().finally(() => {
+        if (this.#refreshingUsers === refresh) this.#refreshingUsers = undefined;
+      });
+      this.#refreshingUsers = refresh;
     }, USER_REFRESH_DELAY_MS);
     this.#staleTimer.unref();
   }
