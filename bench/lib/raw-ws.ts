@@ -83,11 +83,9 @@ export class FrameReader {
           continue;
         }
         this.#fragments.push(payload);
-        if (fin) {
-          const whole = Buffer.concat(this.#fragments);
-          this.#fragments = undefined;
-          this.onFrame(this.#fragmentOp, whole);
-        }
+        const whole = Buffer.concat(this.#fragments);
+        this.#fragments = undefined;
+        this.onFrame(this.#fragmentOp, whole);
       } else if (fin) {
         this.onFrame(opcode, payload);
       } else {

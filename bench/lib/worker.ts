@@ -315,14 +315,22 @@ function onTappedFrame(c: Client, buf: Buffer): void {
   const now = wall();
   eachMessageId(text, (id) => {
     tick.deliveries++;
-    if (id <= c.lastId) totals.orderViolations++;
-    else c.lastId = id;
+    noteId(c, id);
   });
-  eachLatencyMark(text, (sentAt) => {
-    c.received++;
-    recordMs(latency, now - sentAt);
-  });
+  eachLatencyMark(text, (sentAt) => noteTagged(c, now - sentAt));
   if (text.includes('{"type":"error"')) countErrors(c, buf);
+}
+
+/** A full client's order check: message ids only grow (no repeat, no reordering). */
+function noteId(c: Client, id: number): void {
+  if (id <= c.lastId) totals.orderViolations++;
+  else c.lastId = id;
+}
+
+/** A full client received one of this run's messages, `ms` after it was sent. */
+function noteTagged(c: Client, ms: number): void {
+  c.received++;
+  recordMs(latency, ms);
 }
 
 /**
@@ -340,12 +348,11 @@ function checkMessage(c: Client, m: Record<string, any> | undefined, now: number
     totals.invalidEvents++;
     return;
   }
-  if (m.id <= c.lastId) totals.orderViolations++;
-  else c.lastId = m.id;
+  noteId(c, m.id);
   if (m.message.startsWith('lt:')) {
-    c.received++;
     const sentAt = Number(m.message.slice(3, m.message.indexOf(':', 3)));
-    if (Number.isFinite(sentAt)) recordMs(latency, now - sentAt);
+    if (Number.isFinite(sentAt)) noteTagged(c, now - sentAt);
+    else c.received++;
   }
 }
 

@@ -22,6 +22,7 @@ import type {
   StoredMessage,
   UserClaimsInput,
   UserPreview,
+  UserRecord,
   WriteBatch,
   WriteBatchResult,
 } from '../store/types.js';
@@ -522,23 +523,12 @@ export class ChatService {
         return cached.user;
       }
     }
-    const claims = {
-      id: identity.userId,
-      claimName: identity.claimName,
-      claimPicture: identity.claimPicture,
-      fallbackName: identity.fallbackName,
-      at: now,
-    };
+    const claims = claimsOf(identity, now);
     // A read, not a write, on the handshake path: a returning user whose claims did not change costs no write,
     // and new or changed claims ride with the next group commit instead of a transaction (an fsync) each.
     const { user: record, write } = await this.#previewUser(claims);
     if (write) this.#queue.user(claims);
-    const user: ChatUser = {
-      userId: record.id,
-      username: record.username,
-      profilePic: record.profilePic,
-      isHost: identity.isHost,
-    };
+    const user = chatUser(record, identity.isHost);
     this.#users.set(identity.userId, { user, identity, until: now + USER_CACHE_MS });
     return user;
   }
@@ -565,13 +555,7 @@ export class ChatService {
     });
     this.#staleUsers.clear();
     if (entries.length === 0) return;
-    const claims = entries.map(({ identity }) => ({
-      id: identity.userId,
-      claimName: identity.claimName,
-      claimPicture: identity.claimPicture,
-      fallbackName: identity.fallbackName,
-      at: now,
-    }));
+    const claims = entries.map(({ identity }) => claimsOf(identity, now));
     let previews: UserPreview[];
     try {
       previews = await this.#deps.store.previewUsersFromClaims(claims);
@@ -586,12 +570,7 @@ export class ChatService {
       // Replaced or dropped meanwhile (new claims, a profile change): that one is newer.
       if (this.#users.get(entry.identity.userId) !== entry) return;
       this.#users.set(entry.identity.userId, {
-        user: {
-          userId: record.id,
-          username: record.username,
-          profilePic: record.profilePic,
-          isHost: entry.identity.isHost,
-        },
+        user: chatUser(record, entry.identity.isHost),
         identity: entry.identity,
         until: now + USER_CACHE_MS,
       });
@@ -1036,6 +1015,21 @@ interface UserRead {
   claims: UserClaimsInput;
   resolve: (preview: UserPreview) => void;
   reject: (err: unknown) => void;
+}
+
+/** What the users table is told of a user by their token's claims. */
+function claimsOf(identity: IdentityInput, at: number): UserClaimsInput {
+  return {
+    id: identity.userId,
+    claimName: identity.claimName,
+    claimPicture: identity.claimPicture,
+    fallbackName: identity.fallbackName,
+    at,
+  };
+}
+
+function chatUser(record: UserRecord, isHost: boolean): ChatUser {
+  return { userId: record.id, username: record.username, profilePic: record.profilePic, isHost };
 }
 
 /** Do two sets of token claims describe the user the same way? (Compared field by field: a key string built of

@@ -571,8 +571,9 @@ export class ChatClient {
   }
 
   /**
-   * After a resume, brings the counts of messages already shown up to date (likes, winners) and drops those
-   * deleted meanwhile: `since` only brings messages that are new.
+   * After a resume, brings the counts of messages already shown up to date (likes, winners), which `since` does
+   * not bring, and drops those deleted meanwhile (the server replays the latest 100 deletions after `init` too;
+   * this page also covers older ones).
    */
   async #refreshShown(generation: number, sessionId: number): Promise<void> {
     try {

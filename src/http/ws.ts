@@ -467,21 +467,12 @@ class SocketSession {
       },
       init.messagesJson,
     );
-    // A resume also gets the deletions of messages it may still show (ids at or below `since`).
-    const deletions: ServerEvent[] = init.deleted.map((id) => ({
-      type: 'message_deleted',
-      session_id: sessionId,
-      message_id: id,
-    }));
-    service.hub.ready(
-      this.#handle,
-      init.resync
-        ? [{ type: 'resync_required', reason: init.resync, epoch: service.epoch }, initEvent]
-        : deletions.length > 0
-          ? [initEvent, ...deletions]
-          : initEvent,
-      init.lastMessageId,
-    );
+    const frames: Array<ServerEvent | string> = [initEvent];
+    if (init.resync) frames.unshift({ type: 'resync_required', reason: init.resync, epoch: service.epoch });
+    // A resume also gets the deletions of messages it may still show (ids at or below `since`; none on a resync).
+    for (const id of init.deleted)
+      frames.push({ type: 'message_deleted', session_id: sessionId, message_id: id });
+    service.hub.ready(this.#handle, frames, init.lastMessageId);
     this.deps.log.info(
       {
         conn: this.id,

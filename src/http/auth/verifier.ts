@@ -315,8 +315,8 @@ export function createTokenVerifier(settings: Settings, options: TokenVerifierOp
    * A compact JWS (checked by `COMPACT_JWS`), verified as jose's `jwtVerify` does, with its pieces: the header and
    * the algorithm here, the key from the JWKS through jose (`getKey`: kid, kty, use, alg), the key's type and size
    * here, the RS256 signature with `node:crypto` (synchronous: WebCrypto's runs on the thread pool, and the hop
-   * there and back cost more than the check itself on a busy server), and the claims by jose (`UnsecuredJWT`
-   * validates exactly the claims `jwtVerify` does, given the payload once its signature has been checked).
+   * there and back cost more than the check itself on a busy server), and the claims here (`checkClaims`, held to
+   * `jwtVerify` by test/integration/auth.test.ts), once the signature has been checked.
    */
   async function verifyFully(token: string): Promise<AuthIdentity> {
     let payload: JWTPayload;
