@@ -26,6 +26,8 @@ export interface ServerOptions {
   auth?: Pick<TokenVerifierOptions, 'jwksCooldownMs' | 'jwksCacheMaxAgeMs' | 'fetchTimeoutMs'>;
   /** WebSocket heartbeat period, ms (default 30 s); tests shorten it to see half-open sockets removed. */
   heartbeatMs?: number;
+  /** How long new users' profile reads gather after the previous read (default a few ms; see ChatService). */
+  userReadWindowMs?: number;
 }
 
 export interface DrawChatServer {
@@ -103,6 +105,7 @@ export async function createServer(settings: Settings, options: ServerOptions = 
       log: logger,
       limits: cluster?.limits,
       createPresence: cluster?.createPresence,
+      userReadWindowMs: options.userReadWindowMs,
     });
     await service.start();
     const app = await buildApp({

@@ -328,6 +328,50 @@ describe.each([
   });
 });
 
+describe('profiles of new users', () => {
+  it('[issue 5] handshakes arriving one per turn within the read window share a profile read; one after a quiet spell is read at once', async () => {
+    // A window far longer than the default (a few ms) so that twenty turns of a loaded test machine fit in it.
+    const t = await startServer({ server: { userReadWindowMs: 200 } });
+    try {
+      const { service, store } = t.server;
+      const read = store.previewUsersFromClaims;
+      const asked: number[] = [];
+      store.previewUsersFromClaims = function (this: typeof store, inputs) {
+        asked.push(inputs.length);
+        return read.call(this, inputs);
+      };
+      const identity = (i: number) => ({
+        userId: `new-${i}`,
+        claimName: `New ${i}`,
+        claimPicture: null,
+        fallbackName: `new-${i}`,
+        isHost: false,
+      });
+      const turn = () => new Promise((r) => setImmediate(r));
+      // The first read after a quiet spell goes at the end of its turn, as it always did.
+      const users = [service.resolveUser(identity(0))];
+      await turn();
+      expect(asked).toEqual([1]);
+      // The crowd behind it (one handshake per turn, as a loaded server reads them) waits for the window.
+      for (let i = 1; i < 20; i++) {
+        users.push(service.resolveUser(identity(i)));
+        await turn();
+      }
+      const resolved = await Promise.all(users);
+      expect(asked).toEqual([1, 19]);
+      expect(resolved.map((u) => u.username)).toEqual(Array.from({ length: 20 }, (_, i) => `New ${i}`));
+      // Quiet again: the next newcomer is not held back.
+      await new Promise((r) => setTimeout(r, 250));
+      const late = service.resolveUser(identity(20));
+      await turn();
+      expect(asked).toEqual([1, 19, 1]);
+      expect((await late).username).toBe('New 20');
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe('profiles of returning users', () => {
   it('[issue 5] a comeback after the profile cache expired is answered at once; the crowd is read again in one statement a second later, changes included', async () => {
     const clock = new ManualClock(Date.parse('2030-01-01T00:00:00Z'));
