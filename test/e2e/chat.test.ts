@@ -5,6 +5,24 @@ import { startServer, type TestServer } from '../support/server.js';
 
 const pg = await postgresAvailable();
 
+type Store = TestServer['server']['store'];
+
+/** Records how many profiles each `previewUsersFromClaims` call of this store asks for (the read still runs). */
+function countProfileReads(store: Store): { asked: number[]; restore: () => void } {
+  const read = store.previewUsersFromClaims;
+  const asked: number[] = [];
+  store.previewUsersFromClaims = function (this: Store, inputs) {
+    asked.push(inputs.length);
+    return read.call(this, inputs);
+  };
+  return {
+    asked,
+    restore: () => {
+      store.previewUsersFromClaims = read;
+    },
+  };
+}
+
 // Real server on an ephemeral port, real `ws` clients; the whole suite on SQLite and on PostgreSQL.
 describe.each([
   { dialect: 'sqlite', skip: false },
@@ -43,12 +61,7 @@ describe.each([
 
   it('[issue 5] the profiles of a crowd arriving in one turn are read with one statement, each user getting their own', async () => {
     const store = t.server.store;
-    const read = store.previewUsersFromClaims;
-    const asked: number[] = [];
-    store.previewUsersFromClaims = function (this: typeof store, inputs) {
-      asked.push(inputs.length);
-      return read.call(this, inputs);
-    };
+    const { asked, restore } = countProfileReads(store);
     try {
       await store.setUserProfile(
         'crowd-7',
@@ -76,7 +89,7 @@ describe.each([
       });
       expect(users[3]).toMatchObject({ username: 'Crowd 3', isHost: true });
     } finally {
-      store.previewUsersFromClaims = read;
+      restore();
     }
   });
 
@@ -334,12 +347,7 @@ describe('profiles of new users', () => {
     const t = await startServer({ server: { userReadWindowMs: 200 } });
     try {
       const { service, store } = t.server;
-      const read = store.previewUsersFromClaims;
-      const asked: number[] = [];
-      store.previewUsersFromClaims = function (this: typeof store, inputs) {
-        asked.push(inputs.length);
-        return read.call(this, inputs);
-      };
+      const { asked } = countProfileReads(store);
       const identity = (i: number) => ({
         userId: `new-${i}`,
         claimName: `New ${i}`,
@@ -378,12 +386,7 @@ describe('profiles of returning users', () => {
     const t = await startServer({ clock });
     try {
       const { service, store } = t.server;
-      const read = store.previewUsersFromClaims;
-      const asked: number[] = [];
-      store.previewUsersFromClaims = function (this: typeof store, inputs) {
-        asked.push(inputs.length);
-        return read.call(this, inputs);
-      };
+      const { asked } = countProfileReads(store);
       const identity = (i: number) => ({
         userId: `back-${i}`,
         // A name in the token wins over the stored one: user 3 has none, so a rename shows.
