@@ -125,14 +125,14 @@ export interface RateStep {
   window: WindowStats;
 }
 
-/**
- * Finds the highest message rate a target sustains: doubles from `start` while a step passes, halves while the
- * first fails, then bisects between the last pass and the first failure. A failed step is tried twice (`retry`).
- * Between a failed step and the next the backlog is drained.
- */
 /** The longest a failed step's backlog is waited for before the next step (it ends as soon as deliveries stop). */
 const FAILED_STEP_DRAIN_MS = 60_000;
 
+/**
+ * Finds the highest message rate a target sustains: doubles from `start` while a step passes, halves while the
+ * first fails, then bisects between the last pass and the first failure. A failed step is tried twice (`retry`).
+ * Between a failed step and the next the backlog is drained (up to `FAILED_STEP_DRAIN_MS`).
+ */
 export async function searchRate(
   ctx: LoadContext,
   o: {
