@@ -543,11 +543,22 @@ export class ChatService {
       }
     }
     const claims = claimsOf(identity, now);
-    // A read, not a write, on the handshake path: a returning user whose claims did not change costs no write,
-    // and new or changed claims ride with the next group commit instead of a transaction (an fsync) each.
-    const { user: record, write } = await this.#previewUser(claims);
-    if (write) this.#queue.user(claims);
-    const user = chatUser(record, identity.isHost);
+    return this.#rememberUser(identity, claims, await this.#previewUser(claims), now);
+  }
+
+  /**
+   * Caches the user a profile read found, for `USER_CACHE_MS`. A read, not a write, on the handshake path: a
+   * returning user whose claims did not change costs no write, and new or changed claims ride with the next group
+   * commit instead of a transaction (an fsync) each.
+   */
+  #rememberUser(
+    identity: IdentityInput,
+    claims: UserClaimsInput,
+    preview: UserPreview,
+    now: number,
+  ): ChatUser {
+    if (preview.write) this.#queue.user(claims);
+    const user = chatUser(preview.user, identity.isHost);
     this.#users.set(identity.userId, { user, identity, until: now + USER_CACHE_MS });
     return user;
   }
@@ -565,7 +576,10 @@ export class ChatService {
     this.#staleTimer.unref();
   }
 
-  /** Reads the profiles of `#staleUsers` again (one statement per few hundred users) and renews their entries. */
+  /**
+   * Reads the profiles of `#staleUsers` again and renews their entries: asked for in one turn, they go in one
+   * batch of `#previewUser` (one statement per few hundred users).
+   */
   async #refreshUsers(): Promise<void> {
     const now = this.#deps.clock.now();
     const entries = [...this.#staleUsers].flatMap((id) => {
@@ -573,27 +587,26 @@ export class ChatService {
       return entry ? [entry] : [];
     });
     this.#staleUsers.clear();
-    if (entries.length === 0) return;
-    const claims = entries.map(({ identity }) => claimsOf(identity, now));
-    let previews: UserPreview[];
-    try {
-      previews = await this.#deps.store.previewUsersFromClaims(claims);
-    } catch (err) {
-      // The entries stay expired: the next comeback asks again.
-      this.#deps.log.warn({ err, users: entries.length }, 'refreshing cached profiles failed');
-      return;
+    let failure: unknown;
+    await Promise.all(
+      entries.map(async (entry) => {
+        const claims = claimsOf(entry.identity, now);
+        let preview: UserPreview;
+        try {
+          preview = await this.#previewUser(claims);
+        } catch (err) {
+          // The entry stays expired: the next comeback asks again.
+          failure ??= err;
+          return;
+        }
+        // Replaced or dropped meanwhile (new claims, a profile change): that one is newer.
+        if (this.#users.get(entry.identity.userId) === entry)
+          this.#rememberUser(entry.identity, claims, preview, now);
+      }),
+    );
+    if (failure !== undefined) {
+      this.#deps.log.warn({ err: failure, users: entries.length }, 'refreshing cached profiles failed');
     }
-    previews.forEach(({ user: record, write }, i) => {
-      const entry = entries[i]!;
-      if (write) this.#queue.user(claims[i]!);
-      // Replaced or dropped meanwhile (new claims, a profile change): that one is newer.
-      if (this.#users.get(entry.identity.userId) !== entry) return;
-      this.#users.set(entry.identity.userId, {
-        user: chatUser(record, entry.identity.isHost),
-        identity: entry.identity,
-        until: now + USER_CACHE_MS,
-      });
-    });
   }
 
   /**

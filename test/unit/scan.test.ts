@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { eachLatencyMark, eachMessageId, scanFrame } from '../../bench/lib/scan.js';
+import type { ServerEventOf } from '../../src/protocol/messages.js';
 
-/** A `new_message` event as every target serialises it (`type` first). */
-const message = (id: number, text: string, user = 'bench-1') => ({
+/** A `new_message` event as every target serialises it (`type` first), held to the protocol's type. */
+const message = (id: number, text: string, user = 'bench-1'): ServerEventOf<'new_message'> => ({
   type: 'new_message',
   message: {
     id,
