@@ -28,6 +28,9 @@ import { DEFAULT_KEYS_DIR, TokenMint } from './lib/tokens.js';
 const HELP = `usage: npm run loadtest -- [options]
   --viewers N        simulated viewers (default 1000); senders are among them
   --senders N        viewers that send messages (default 50)
+  --warm N           first connect N more viewers (their own users), unmeasured: the handshake figures are then
+                     those of a server that has already taken N (compiled, caches and pools grown), as on draw
+                     night after the first wave; they stay connected (default 0)
   --rate N           messages per second, all senders together (default 100)
   --hearts N         session hearts per second, all viewers together (default 0; draw-chat only)
   --duration S       seconds of load after the ramp (default 30)
@@ -52,6 +55,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       viewers: { type: 'string', default: '1000' },
+      warm: { type: 'string', default: '0' },
       senders: { type: 'string', default: '50' },
       rate: { type: 'string', default: '100' },
       hearts: { type: 'string', default: '0' },
@@ -89,6 +93,7 @@ async function main(): Promise<void> {
   };
   const viewers = num('viewers');
   const senders = Math.min(num('senders'), viewers);
+  const warm = num('warm');
   const rate = num('rate');
   const hearts = num('hearts');
   // The baselines have no hearts: draw-chat's like frame would be a protocol error there (Engine.IO closes on it).
@@ -102,8 +107,10 @@ async function main(): Promise<void> {
   const mint = values.key
     ? await TokenMint.fromKeyFile(values.key, { issuer: values.issuer, audience: values.audience })
     : await TokenMint.open(values['keys-dir']);
-  progress.log(`minting ${viewers} tokens (cached in ${mint.dir})…`);
-  const tokens = await mint.tokens(0, viewers);
+  progress.log(`minting ${warm + viewers} tokens (cached in ${mint.dir})…`);
+  // Warm-up viewers first, then the measured ones: every measured handshake is a user the server has not seen.
+  const allTokens = await mint.tokens(0, warm + viewers);
+  const tokens = allTokens.slice(warm);
 
   let target: Target;
   switch (values.target) {
@@ -140,6 +147,20 @@ async function main(): Promise<void> {
       target,
       { workers: num('workers'), label: target.label, progress },
       async (ctx) => {
+        if (warm > 0) {
+          ctx.mon.phase = 'warm-up';
+          const warmed = await ctx.gen.connect(target, {
+            viewers: warm,
+            senders: 0,
+            fullShare: num('full'),
+            sampleShare: num('sample'),
+            batch: !values['seed-style'],
+            concurrency: num('concurrency'),
+            tokens: allTokens.slice(0, warm),
+          });
+          progress.log(`warm-up: ${warmed.ok}/${warm} connected (not measured)`);
+          await sleep(2000);
+        }
         ctx.mon.phase = 'ramp';
         if (values['profile-ramp']) await target.profile?.('start');
         const serverCpu = cpuMeter(target.pids);
@@ -152,6 +173,7 @@ async function main(): Promise<void> {
           batch: !values['seed-style'],
           concurrency: num('concurrency'),
           tokens,
+          offset: warm,
         });
         // CPU time (user + system) per handshake over the connect phase: the server's (local targets) and the
         // generator's own, which shares the machine.
