@@ -13,7 +13,7 @@ import { ROOT } from '../support/process.js';
  * to end as a child process and writes a well-formed result. No speed target lives here; the figures are whatever
  * this machine gives.
  */
-const SCENARIOS = ['fanout', 'hearts', 'storm', 'ingest', 'scale', 'history'];
+const SCENARIOS = ['fanout', 'hearts', 'storm', 'handshakes', 'ingest', 'scale', 'history'];
 // With `--before`: draw-chat with the hub and socket adapter from before the performance work (bench/before/),
 // which must keep working with the service as it is now (it once waited for an \`init\` it could not send).
 const FANOUT_TARGETS = ['drawchat', 'drawchat-seed', 'drawchat-before', 'ws-batch', 'ws', 'socketio'];
@@ -84,6 +84,17 @@ describe('npm run bench -- --smoke', () => {
       expect(run.handshakes.generatorCpuUs, `${t}: generator CPU per handshake`).toBeGreaterThan(0);
       expect(run.steps.length).toBeGreaterThan(0);
       expect(run.sustained.deliveriesPerSecond, `${t}: deliveries`).toBeGreaterThan(0);
+    }
+    // The handshake verdict's own phase: both servers, each round measured.
+    const rounds = result.scenarios.handshakes.rounds as Array<{
+      id: string;
+      ok: number;
+      serverCpuUs: number;
+    }>;
+    expect(rounds.map((r) => r.id).sort()).toEqual(['drawchat', 'ws']);
+    for (const r of rounds) {
+      expect(r.ok, `${r.id}: measured handshakes`).toBe(100);
+      expect(r.serverCpuUs, `${r.id}: server CPU per handshake`).toBeGreaterThan(0);
     }
     const bad: string[] = [];
     finiteNumbers(result, 'result', bad);
