@@ -1183,12 +1183,20 @@ if (wanted('scale')) {
                     offset: viewers,
                   });
                   viewers += P.scaleStep;
-                  const w = await ctx.hold(P.scaleRate, P.scaleHoldS, { warmS: P.scaleWarmS });
-                  const why =
+                  let w = await ctx.hold(P.scaleRate, P.scaleHoldS, { warmS: P.scaleWarmS });
+                  let why =
                     c.ok < P.scaleStep
                       ? `${P.scaleStep - c.ok} failed to connect`
                       : fanoutCheck(w, P.scaleRate);
                   steps.push({ viewers, pass: why === null, why: why ?? 'ok', ...windowFigures(w) });
+                  // A step that failed on its window is held once more, as the rate searches run a failed step
+                  // twice: at 17:19 two nodes stopped at 5,000 on a p99 of 250.111 ms, and one node at 6,000 on
+                  // one window with its CPU at 73 %. The same viewers stay connected; the second window decides.
+                  if (why !== null && c.ok === P.scaleStep) {
+                    w = await ctx.hold(P.scaleRate, P.scaleHoldS, { warmS: P.scaleWarmS });
+                    why = fanoutCheck(w, P.scaleRate);
+                    steps.push({ viewers, pass: why === null, why: why ?? 'ok', ...windowFigures(w) });
+                  }
                   if (why !== null) break;
                   best = viewers;
                 }
