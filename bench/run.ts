@@ -10,7 +10,13 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { Generator, type TimePoint, type WindowStats } from './lib/generator.js';
+import {
+  type ConnectPlan,
+  type ConnectResult,
+  Generator,
+  type TimePoint,
+  type WindowStats,
+} from './lib/generator.js';
 import { historyLoad } from './lib/http-load.js';
 import { freshPostgres, postgresReachable } from './lib/pg.js';
 import { machineInfo, type ReportRun, writeHtmlReport } from './lib/report.js';
@@ -300,18 +306,50 @@ progress.log(
 
 // ------------------------------------------------------------------ 1. fan-out, idle memory (+ hearts, storm)
 
+/** A measured connect phase (`measuredConnect`). */
+interface HandshakeFigures {
+  perSecond: number;
+  ok: number;
+  failed: number;
+  connectP50Ms: number;
+  connectP99Ms: number;
+  /** CPU time (user + system) of the server and of the generator over the measured connect phase, per handshake. */
+  serverCpuUs: number;
+  generatorCpuUs: number;
+}
+
+/** Connects `plan`'s viewers and measures it: handshakes a second, connect times, CPU per handshake. */
+async function measuredConnect(
+  ctx: LoadContext,
+  plan: ConnectPlan,
+): Promise<{ connect: ConnectResult; figures: HandshakeFigures }> {
+  const serverCpu = cpuMeter(ctx.target.pids);
+  const generatorCpu = cpuMeter(ctx.gen.pids);
+  ctx.mon.phase = 'connect';
+  const t0 = ctx.mon.now();
+  const connect = await ctx.gen.connect(ctx.target, plan);
+  const serverCpuUs = serverCpu(connect.ok);
+  const generatorCpuUs = generatorCpu(connect.ok);
+  await ctx.mon.nextTick();
+  const times = ctx.mon.window(t0, ctx.mon.now()).connect;
+  return {
+    connect,
+    figures: {
+      perSecond: round(connect.perSecond, 0),
+      ok: connect.ok,
+      failed: connect.failed,
+      connectP50Ms: times.p50,
+      connectP99Ms: times.p99,
+      serverCpuUs,
+      generatorCpuUs,
+    },
+  };
+}
+
 interface FanoutRun {
   label: string;
-  handshakes: {
-    perSecond: number;
-    ok: number;
-    failed: number;
-    connectP50Ms: number;
-    connectP99Ms: number;
-    /** CPU time (user + system) of the server and of the generator over the measured connect phase, per handshake. */
-    serverCpuUs: number;
-    generatorCpuUs: number;
-  };
+  /** Of the measured nine tenths, except `ok` and `failed`: every viewer's. */
+  handshakes: HandshakeFigures;
   idleKBPerConnection: number;
   sustained: ReturnType<typeof windowFigures> & { rate: number; passed: boolean };
   steps: ReturnType<typeof stepsSummary>;
@@ -422,28 +460,20 @@ async function fanoutRun(
       });
       await sleep(P.settleMs);
       const idle = procSample(target.pids);
-      const serverCpu = cpuMeter(target.pids);
-      const generatorCpu = cpuMeter(ctx.gen.pids);
-      ctx.mon.phase = 'connect';
-      const t0 = ctx.mon.now();
-      const connect = await ctx.gen.connect(target, {
+      const { connect, figures } = await measuredConnect(ctx, {
         ...shared,
         viewers: P.viewers - warmCount,
         senders: 0,
         tokens: tokens.slice(warmCount, P.viewers),
         offset: warmCount,
       });
-      const serverCpuUs = serverCpu(connect.ok);
-      const generatorCpuUs = generatorCpu(connect.ok);
-      await ctx.mon.nextTick();
-      const connectTimes = ctx.mon.window(t0, ctx.mon.now()).connect;
       ctx.mon.phase = 'idle';
       await sleep(P.settleMs);
       const loaded = procSample(target.pids);
       // Memory per idle connection: what the measured nine tenths added, each already answered with its `init`.
       const kb = (loaded.rssBytes - idle.rssBytes) / 1024 / Math.max(1, connect.ok);
       progress.log(
-        `  ${warm.ok} + ${connect.ok} connected, the ${connect.ok} at ${fmt(connect.perSecond)}/s (p99 ${connectTimes.p99} ms), idle ${kb.toFixed(1)} KB per connection`,
+        `  ${warm.ok} + ${connect.ok} connected, the ${connect.ok} at ${fmt(connect.perSecond)}/s (p99 ${figures.connectP99Ms} ms), idle ${kb.toFixed(1)} KB per connection`,
       );
       await o.before?.(ctx);
       const search = wanted('fanout')
@@ -463,15 +493,7 @@ async function fanoutRun(
         [...search.steps].sort((a, b) => b.window.deliveriesPerSecond - a.window.deliveriesPerSecond)[0];
       const run: FanoutRun = {
         label,
-        handshakes: {
-          perSecond: round(connect.perSecond, 0),
-          ok: warm.ok + connect.ok,
-          failed: warm.failed + connect.failed,
-          connectP50Ms: connectTimes.p50,
-          connectP99Ms: connectTimes.p99,
-          serverCpuUs,
-          generatorCpuUs,
-        },
+        handshakes: { ...figures, ok: warm.ok + connect.ok, failed: warm.failed + connect.failed },
         idleKBPerConnection: round(kb),
         sustained: {
           rate: best?.rate ?? 0,
@@ -892,17 +914,10 @@ save(false);
  * draw-chat 490 µs of CPU each and 10,000 cost 330–350. On draw night the rush of the last minutes meets a server
  * that has been open for an hour. The fan-out table keeps its connect-phase figures (a cold server).
  */
-interface HandshakeRound {
+interface HandshakeRound extends HandshakeFigures {
   id: 'drawchat' | 'ws';
   label: string;
   round: number;
-  perSecond: number;
-  ok: number;
-  failed: number;
-  connectP50Ms: number;
-  connectP99Ms: number;
-  serverCpuUs: number;
-  generatorCpuUs: number;
 }
 
 const handshakeTargets = {
@@ -937,34 +952,15 @@ async function handshakeRound(id: HandshakeRound['id'], no: number): Promise<Han
           tokens: tokens.slice(0, P.handshakeWarm),
         });
         await sleep(P.settleMs);
-        const serverCpu = cpuMeter(target.pids);
-        const generatorCpu = cpuMeter(ctx.gen.pids);
-        ctx.mon.phase = 'connect';
-        const t0 = ctx.mon.now();
-        const connect = await ctx.gen.connect(target, {
+        const { figures } = await measuredConnect(ctx, {
           ...shared,
           viewers: P.handshakeMeasured,
           tokens: tokens.slice(P.handshakeWarm, P.handshakeWarm + P.handshakeMeasured),
           offset: P.handshakeWarm,
         });
-        const serverCpuUs = serverCpu(connect.ok);
-        const generatorCpuUs = generatorCpu(connect.ok);
-        await ctx.mon.nextTick();
-        const times = ctx.mon.window(t0, ctx.mon.now()).connect;
-        const r: HandshakeRound = {
-          id,
-          label: target.label,
-          round: no,
-          perSecond: round(connect.perSecond, 0),
-          ok: connect.ok,
-          failed: connect.failed,
-          connectP50Ms: times.p50,
-          connectP99Ms: times.p99,
-          serverCpuUs,
-          generatorCpuUs,
-        };
+        const r: HandshakeRound = { id, label: target.label, round: no, ...figures };
         progress.log(
-          `  ${connect.ok} at ${fmt(connect.perSecond)}/s (p99 ${times.p99} ms); CPU per handshake: server ${serverCpuUs} µs, generator ${generatorCpuUs} µs`,
+          `  ${r.ok} at ${fmt(r.perSecond)}/s (p99 ${r.connectP99Ms} ms); CPU per handshake: server ${r.serverCpuUs} µs, generator ${r.generatorCpuUs} µs`,
         );
         return r;
       },
