@@ -56,9 +56,9 @@ export async function seedHistory(databaseUrl: string, drawTime: number, count: 
       [sessionId, start, count],
     );
     await client.query('VACUUM ANALYZE live_chat_messages');
-    // As SQLite's WAL is checkpointed above: the seed's dirty pages are written now, not by a checkpoint that
-    // the seed's WAL would set off during the measurement (in the full suite, after the ingest and capacity
-    // scenarios had written theirs, PostgreSQL's history p99 read 10–12 ms there, and 7.4 ms alone).
+    // As SQLite's WAL is checkpointed above: the seed's dirty pages are written now, not during the measurement.
+    // (It did not explain PostgreSQL's 10–12 ms p99 at the end of two full suites, against 7.4 ms alone; see the
+    // misses in docs/BENCHMARKS.md.)
     await client.query('CHECKPOINT');
   } finally {
     await client.end();
