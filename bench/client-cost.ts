@@ -8,6 +8,7 @@
 import { ChatClient } from '../src/client/index.js';
 import type { WebSocketLike } from '../src/client/types.js';
 import { ServerEventSchema } from '../src/protocol/messages.js';
+import { median } from './lib/hist.js';
 
 const FRAMES = 2000;
 const PER_FRAME = 40;
@@ -118,7 +119,6 @@ for (let round = 1; round <= 5; round++) {
     `round ${round}: ChatClient ${client.toFixed(2)} µs per event; JSON.parse + schema check ${bare.toFixed(2)} µs; ratio ${(client / bare).toFixed(2)}`,
   );
 }
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
 console.log(
   `median: ChatClient ${median(clientUs).toFixed(2)} µs per event, JSON.parse + schema check ${median(bareUs).toFixed(2)} µs`,
 );

@@ -147,15 +147,18 @@ async function main(): Promise<void> {
       target,
       { workers: num('workers'), label: target.label, progress },
       async (ctx) => {
+        const clients = {
+          fullShare: num('full'),
+          sampleShare: num('sample'),
+          batch: !values['seed-style'],
+          concurrency: num('concurrency'),
+        };
         if (warm > 0) {
           ctx.mon.phase = 'warm-up';
           const warmed = await ctx.gen.connect(target, {
+            ...clients,
             viewers: warm,
             senders: 0,
-            fullShare: num('full'),
-            sampleShare: num('sample'),
-            batch: !values['seed-style'],
-            concurrency: num('concurrency'),
             tokens: allTokens.slice(0, warm),
           });
           progress.log(`warm-up: ${warmed.ok}/${warm} connected (not measured)`);
@@ -165,16 +168,7 @@ async function main(): Promise<void> {
         if (values['profile-ramp']) await target.profile?.('start');
         const serverCpu = cpuMeter(target.pids);
         const generatorCpu = cpuMeter(ctx.gen.pids);
-        const connect = await ctx.gen.connect(target, {
-          viewers,
-          senders,
-          fullShare: num('full'),
-          sampleShare: num('sample'),
-          batch: !values['seed-style'],
-          concurrency: num('concurrency'),
-          tokens,
-          offset: warm,
-        });
+        const connect = await ctx.gen.connect(target, { ...clients, viewers, senders, tokens, offset: warm });
         // CPU time (user + system) per handshake over the connect phase: the server's (local targets) and the
         // generator's own, which shares the machine.
         const cpu = {

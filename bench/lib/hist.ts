@@ -49,3 +49,9 @@ export function summary(h: Histogram): LatencySummary {
     mean: ms(h.mean),
   };
 }
+
+/** The middle value of a few figures (the lower middle of an even count), e.g. of alternating benchmark rounds. */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)] ?? 0;
+}
