@@ -793,17 +793,13 @@ export class ChatService {
       limit,
       beforeId: query.before_id,
       afterId: query.after_id,
+      ...(userId ? { likedBy: userId } : {}),
     });
     const winners =
       this.#active?.record.id === sessionId
         ? this.#active.winners
         : new Set(await store.getWinners(sessionId));
-    const liked = userId
-      ? await store.likedMessageIds(
-          userId,
-          page.messages.map((m) => m.id),
-        )
-      : new Set<number>();
+    const liked = page.liked;
     return {
       session_id: sessionId,
       messages: page.messages.map((m) => toWireMessage(m, winners, liked.has(m.id))),

@@ -3,9 +3,13 @@ import type { SessionRecord, StoredMessage } from '../store/types.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-/** `created_at` of a stored message, formatted once: every `init` sends the recent ones again. */
+/**
+ * `created_at` of a stored message: the store's text, else formatted once (a message from another node; every
+ * `init` sends the recent ones again).
+ */
 const createdAtText = new WeakMap<StoredMessage, string>();
 function createdAt(m: StoredMessage): string {
+  if (m.createdAtText !== undefined) return m.createdAtText;
   let text = createdAtText.get(m);
   if (text === undefined) {
     text = iso(m.createdAt);

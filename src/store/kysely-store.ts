@@ -106,7 +106,12 @@ function toSession(row: SessionRow): SessionRecord {
   };
 }
 
+/** The text `iso` makes: SQLite's `created_at` is this text (written by `iso` or `strftime('%Y-%m-%dT%H:%M:%fZ')`). */
+const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
 function toMessage(row: MessageRow): StoredMessage {
+  const at = row.created_at;
+  const createdAt = toMs(at);
   return {
     id: Number(row.id),
     sessionId: Number(row.session_id),
@@ -115,7 +120,8 @@ function toMessage(row: MessageRow): StoredMessage {
     profilePic: row.profile_pic,
     isHost: toBool(row.is_host),
     message: row.message,
-    createdAt: toMs(row.created_at),
+    createdAt,
+    createdAtText: typeof at === 'string' && ISO_MS.test(at) ? at : iso(createdAt),
     likes: Number(row.likes),
     clientMsgId: row.client_msg_id,
   };
@@ -659,9 +665,23 @@ export class KyselyChatStore implements ChatStore {
 
   async listMessages(sessionId: number, query: HistoryPageQuery): Promise<HistoryPage> {
     const limit = Math.max(0, Math.floor(query.limit));
+    const { likedBy } = query;
     let q = this.db
       .selectFrom('live_chat_messages')
       .selectAll()
+      .$if(likedBy !== undefined, (qb) =>
+        qb.select((eb) =>
+          eb
+            .exists(
+              eb
+                .selectFrom('live_chat_likes')
+                .select('live_chat_likes.message_id')
+                .whereRef('live_chat_likes.message_id', '=', 'live_chat_messages.id')
+                .where('live_chat_likes.user_id', '=', likedBy!),
+            )
+            .as('liked_by_me'),
+        ),
+      )
       .where('session_id', '=', sessionId)
       .where('deleted_at', 'is', null);
     if (query.beforeId !== undefined) q = q.where('id', '<', query.beforeId);
@@ -674,9 +694,13 @@ export class KyselyChatStore implements ChatStore {
       .limit(limit + 1)
       .execute();
     const hasMore = rows.length > limit;
-    const page = rows.slice(0, limit).map(toMessage);
+    const kept = rows.slice(0, limit);
+    const page = kept.map(toMessage);
     if (!forward) page.reverse();
-    return { messages: page, hasMore };
+    const liked = new Set<number>();
+    for (const row of kept)
+      if (row.liked_by_me !== undefined && toBool(row.liked_by_me)) liked.add(Number(row.id));
+    return { messages: page, hasMore, liked };
   }
 
   async messagesAfter(sessionId: number, afterId: number, limit: number): Promise<StoredMessage[]> {

@@ -47,6 +47,11 @@ export interface StoredMessage {
   isHost: boolean;
   message: string;
   createdAt: number;
+  /**
+   * `createdAt` as the wire has it (ISO 8601, UTC, milliseconds), when the store read it: SQLite keeps that very
+   * text, so a history page need not parse and format it again (the wire formats it itself when this is absent).
+   */
+  createdAtText?: string;
   likes: number;
   clientMsgId: string | null;
 }
@@ -105,6 +110,11 @@ export interface HistoryPageQuery {
   beforeId?: number;
   /** Only messages with id > afterId. */
   afterId?: number;
+  /**
+   * Also find which of the page's messages this user liked (`HistoryPage.liked`), in the same statement: one
+   * round trip to the database per page, not two.
+   */
+  likedBy?: string;
 }
 
 export interface HistoryPage {
@@ -115,6 +125,8 @@ export interface HistoryPage {
    * With afterId alone: whether newer messages exist after the page.
    */
   hasMore: boolean;
+  /** With `likedBy`: the ids of the page's messages that user liked; otherwise empty. */
+  liked: Set<number>;
 }
 
 export interface ChatStore {

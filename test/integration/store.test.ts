@@ -402,6 +402,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
           isHost: true,
           message: 'first',
           createdAt,
+          createdAtText: new Date(createdAt).toISOString(),
           likes: 0,
           clientMsgId: 'c-1',
         });
@@ -661,6 +662,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         expect(await store.listMessages(s.id, { limit: 3, beforeId: ids[0]! })).toEqual({
           messages: [],
           hasMore: false,
+          liked: new Set(),
         });
       });
 
@@ -674,6 +676,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         expect(await store.listMessages(s.id, { limit: 3, afterId: ids[9]! })).toEqual({
           messages: [],
           hasMore: false,
+          liked: new Set(),
         });
       });
 
@@ -743,6 +746,21 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         );
         expect(await store.likedMessageIds('fan', [])).toEqual(new Set());
         expect(await store.likedMessageIds('nobody', ids)).toEqual(new Set());
+
+        // A history page says the same in its own statement, for the page's messages only.
+        const page = await store.listMessages(s.id, { limit: 2, beforeId: ids[3]!, likedBy: 'fan' });
+        expect(page.messages.map((m) => m.id)).toEqual([ids[1]!, ids[2]!]);
+        expect(page.liked).toEqual(new Set([ids[2]!]));
+        const all = await store.listMessages(s.id, { limit: 20, likedBy: 'fan' });
+        expect(all.liked).toEqual(new Set([ids[0]!, ids[2]!]));
+        expect((await store.listMessages(s.id, { limit: 20, likedBy: 'nobody' })).liked).toEqual(new Set());
+        expect((await store.listMessages(s.id, { limit: 20 })).liked).toEqual(new Set());
+      });
+
+      it('messages read back carry created_at as the wire writes it', async () => {
+        for (const m of (await store.listMessages(s.id, { limit: 20 })).messages) {
+          expect(m.createdAtText).toBe(new Date(m.createdAt).toISOString());
+        }
       });
     });
 

@@ -22,6 +22,15 @@ const plain = (messages: StoredMessage[], winners: Set<string>, liked: Set<numbe
   JSON.stringify(messages.map((m) => toWireMessage(m, winners, liked.has(m.id))));
 
 describe('init on the wire (src/chat/wire.ts)', () => {
+  it("created_at is the store's text when it has one, else the message's time formatted", () => {
+    const from = stored(1);
+    expect(toWireMessage(from, new Set()).created_at).toBe('2026-11-26T10:00:01.000Z');
+    // The store's text (the same instant, written the same way) is taken as it is, not formatted again: a text
+    // that is not the formatted time shows which one the wire used.
+    const read = stored(1, { createdAtText: 'the store text' });
+    expect(toWireMessage(read, new Set()).created_at).toBe('the store text');
+  });
+
   it('the messages of init are the JSON of their wire form, following likes, the winner badge and liked_by_me', () => {
     const messages = [1, 2, 3, 4, 5].map((id) => stored(id));
     const winners = new Set<string>();
