@@ -1,5 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { type Insertable, type Kysely, type OnConflictBuilder, type Selectable, sql } from 'kysely';
+import {
+  type CompiledQuery,
+  type Insertable,
+  type Kysely,
+  type OnConflictBuilder,
+  type Selectable,
+  sql,
+} from 'kysely';
 import { openDatabase } from './database.js';
 import { migrateToLatest } from './migrations/index.js';
 import type {
@@ -148,6 +155,8 @@ const idempotencyKey = (sessionId: number, userId: string, clientMsgId: string):
 export class KyselyChatStore implements ChatStore {
   readonly db: Kysely<Database>;
   readonly dialect: Dialect;
+  /** See `#usersByIds`: at most log2(CHUNK) + 1 entries (the sizes are powers of two, and CHUNK). */
+  readonly #usersByIdsCache = new Map<number, CompiledQuery<UserRow>>();
 
   constructor(db: Kysely<Database>, dialect: Dialect) {
     this.db = db;
@@ -226,15 +235,31 @@ export class KyselyChatStore implements ChatStore {
     return toUser(row);
   }
 
+  /**
+   * `SELECT * FROM users WHERE id IN (…)` with `size` ids, compiled once per size: this read runs for every few
+   * handshakes of new users, and building and compiling it each time cost more than SQLite took to run it.
+   */
+  #usersByIds(size: number): CompiledQuery<UserRow> {
+    let query = this.#usersByIdsCache.get(size);
+    if (!query) {
+      const ids = Array.from({ length: size }, (_, i) => String(i));
+      query = this.db.selectFrom('users').selectAll().where('id', 'in', ids).compile();
+      this.#usersByIdsCache.set(size, query);
+    }
+    return query;
+  }
+
   async previewUsersFromClaims(inputs: readonly UserClaimsInput[]): Promise<UserPreview[]> {
     const rows = new Map<string, UserRow>();
     for (const part of chunks([...new Set(inputs.map((u) => u.id))])) {
       // Padded to a power of two by repeating an id: a handful of statement texts, not one per list length.
       const size = Math.min(CHUNK, 2 ** Math.ceil(Math.log2(part.length)));
       const ids = part.concat(Array<string>(size - part.length).fill(part[0]!));
-      for (const row of await this.db.selectFrom('users').selectAll().where('id', 'in', ids).execute()) {
-        rows.set(row.id, row);
-      }
+      const { rows: found } = await this.db.executeQuery<UserRow>({
+        ...this.#usersByIds(size),
+        parameters: ids,
+      });
+      for (const row of found) rows.set(row.id, row);
     }
     return inputs.map((input) => previewUser(input, rows.get(input.id)));
   }
