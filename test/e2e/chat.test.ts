@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/domain/clock.js';
+import { HistoryResponse } from '../../src/protocol/http.js';
 import { createFreshDatabase, type FreshDatabase, postgresAvailable } from '../support/postgres.js';
 import { startServer, type TestServer } from '../support/server.js';
 
@@ -137,6 +138,8 @@ describe.each([
     const history = await t.request('GET', `/live-chat/messages?session_id=${sessionId}`, { token: alice });
     expect(history.status).toBe(200);
     expect(history.body.messages.map((m: any) => m.id).slice(-10)).toEqual(ids);
+    // The page is the schema's exactly (the route does not check it on the way out): nothing missing, nothing more.
+    expect(HistoryResponse.parse(history.body)).toEqual(history.body);
     a.close();
     b.close();
   });
