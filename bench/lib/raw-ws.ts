@@ -35,11 +35,41 @@ export interface RawWsHandlers {
   close(code: number): void;
 }
 
-/** Parses server frames out of TCP chunks. Pure: fed bytes, it calls back with whole frames (tested on its own). */
+/** The most a server frame of the suite may take; a longer one is refused (no server sends one). */
+const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The size of the frame that starts at `at` (header and payload): 0 while its header is not all there, -1 for a
+ * frame no server may send (masked, or longer than `MAX_FRAME_BYTES`).
+ */
+function frameSize(buf: Buffer, at: number): number {
+  if (at + 2 > buf.length) return 0;
+  const b1 = buf[at + 1]!;
+  if (b1 & 0x80) return -1;
+  const len7 = b1 & 0x7f;
+  if (len7 < 126) return 2 + len7;
+  if (len7 === 126) return at + 4 > buf.length ? 0 : 4 + buf.readUInt16BE(at + 2);
+  if (at + 10 > buf.length) return 0;
+  const len = Number(buf.readBigUInt64BE(at + 2));
+  return len > MAX_FRAME_BYTES ? -1 : 10 + len;
+}
+
+/**
+ * Parses server frames out of TCP chunks. Pure: fed bytes, it calls back with whole frames (tested on its own).
+ * Frames are read in place; a frame that a read cuts is kept in a buffer of its own size and completed from the
+ * next reads. A generator that falls behind reads 64 KB at a time and most of its reads end inside a frame:
+ * gluing what was left to the next read copied that whole read each time (six times the bytes of the split
+ * frames), and the copies grew as the generator fell further behind.
+ */
 export class FrameReader {
-  #rest: Buffer | undefined;
+  /** The first bytes of a frame, fewer than its header (at most 13). */
+  #head: Buffer | undefined;
+  /** A frame whose header has been read, `filled` bytes of it so far. */
+  #partial: { frame: Buffer; filled: number } | undefined;
   #fragments: Buffer[] | undefined;
   #fragmentOp = 0;
+  /** Bytes copied so far to keep them past the chunk they came in (tested: a split frame is copied once). */
+  copiedBytes = 0;
 
   constructor(
     private readonly onFrame: (opcode: number, payload: Buffer) => void,
@@ -47,38 +77,69 @@ export class FrameReader {
     private readonly stopped: () => boolean = () => false,
   ) {}
 
-  /** Returns false on a frame no server may send (masked, or a control frame over 125 bytes). */
+  /** Returns false on a frame no server may send (masked, a control frame over 125 bytes, a stray continuation). */
   push(chunk: Buffer): boolean {
-    const buf = this.#rest ? Buffer.concat([this.#rest, chunk]) : chunk;
-    this.#rest = undefined;
     let at = 0;
-    while (at + 2 <= buf.length && !this.stopped()) {
-      const b0 = buf[at]!;
-      const b1 = buf[at + 1]!;
-      if (b1 & 0x80) return false;
-      let len = b1 & 0x7f;
-      let head = 2;
-      if (len === 126) {
-        if (at + 4 > buf.length) break;
-        len = buf.readUInt16BE(at + 2);
-        head = 4;
-      } else if (len === 127) {
-        if (at + 10 > buf.length) break;
-        len = Number(buf.readBigUInt64BE(at + 2));
-        head = 10;
+    if (this.#head) {
+      // Enough of this chunk to finish the header (at most 14 bytes copied), then the frame goes on as a partial.
+      const head = Buffer.concat([this.#head, chunk.subarray(0, 14)]);
+      const size = frameSize(head, 0);
+      if (size < 0) return false;
+      if (size === 0) {
+        this.copiedBytes += chunk.length;
+        this.#head = head;
+        return true;
       }
-      if (at + head + len > buf.length) break;
-      const payload = buf.subarray(at + head, at + head + len);
-      at += head + len;
+      const frame = Buffer.allocUnsafe(size);
+      this.#partial = { frame, filled: this.#head.copy(frame) };
+      this.#head = undefined;
+    }
+    const partial = this.#partial;
+    if (partial) {
+      at = chunk.copy(partial.frame, partial.filled);
+      partial.filled += at;
+      this.copiedBytes += at;
+      if (partial.filled < partial.frame.length) return true;
+      this.#partial = undefined;
+      if (this.#frames(partial.frame, 0) < 0) return false;
+    }
+    const end = this.#frames(chunk, at);
+    if (end < 0) return false;
+    if (end === chunk.length || this.stopped()) return true;
+    // What is left is the start of a frame: kept, copied, in a buffer of the frame's size when it is known.
+    const size = frameSize(chunk, end);
+    if (size < 0) return false;
+    this.copiedBytes += chunk.length - end;
+    if (size === 0) {
+      this.#head = Buffer.from(chunk.subarray(end));
+      return true;
+    }
+    const frame = Buffer.allocUnsafe(size);
+    this.#partial = { frame, filled: chunk.copy(frame, 0, end) };
+    return true;
+  }
+
+  /** Handles the whole frames of `buf` from `at` on; returns where the first incomplete one starts, or -1. */
+  #frames(buf: Buffer, at: number): number {
+    while (at < buf.length && !this.stopped()) {
+      const size = frameSize(buf, at);
+      if (size < 0) return -1;
+      if (size === 0 || at + size > buf.length) break;
+      const b0 = buf[at]!;
+      const len7 = buf[at + 1]! & 0x7f;
+      const head = len7 < 126 ? 2 : len7 === 126 ? 4 : 10;
+      const payload = buf.subarray(at + head, at + size);
+      at += size;
       const opcode = b0 & 0x0f;
       const fin = (b0 & 0x80) !== 0;
       if (opcode >= 0x8) {
-        if (len > 125) return false;
+        if (payload.length > 125) return -1;
         this.onFrame(opcode, payload);
       } else if (opcode === OP_CONTINUATION) {
-        if (!this.#fragments) return false;
+        if (!this.#fragments) return -1;
         if (!fin) {
           // Kept past this chunk: a copy (the chunk may be a reused read buffer).
+          this.copiedBytes += payload.length;
           this.#fragments.push(Buffer.from(payload));
           continue;
         }
@@ -90,12 +151,12 @@ export class FrameReader {
         this.onFrame(opcode, payload);
       } else {
         // The first piece of a fragmented message: copied, the chunk it sits in is not kept.
+        this.copiedBytes += payload.length;
         this.#fragments = [Buffer.from(payload)];
         this.#fragmentOp = opcode;
       }
     }
-    if (at < buf.length) this.#rest = Buffer.from(buf.subarray(at));
-    return true;
+    return at;
   }
 }
 

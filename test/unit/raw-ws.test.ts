@@ -79,6 +79,25 @@ describe('Load generator: the light clients’ WebSocket framing (bench/lib/raw-
     }
   });
 
+  it('a frame split between reads costs a copy of that frame alone, not of the reads it spans', () => {
+    // A generator that falls behind reads 64 KB at a time, and most reads end inside a frame.
+    const frames = Array.from({ length: 40 }, (_, i) => serverFrame(0x1, Buffer.alloc(10_000 + i, 0x61)));
+    const all = Buffer.concat(frames);
+    const reader = new FrameReader(() => {});
+    const size = 64 * 1024;
+    let split = 0;
+    let frameEnd = 0;
+    for (const f of frames) {
+      const frameStart = frameEnd;
+      frameEnd += f.length;
+      // A frame split by a read boundary is kept, whole, once.
+      if (Math.floor(frameStart / size) !== Math.floor((frameEnd - 1) / size)) split += f.length;
+    }
+    for (let at = 0; at < all.length; at += size) expect(reader.push(all.subarray(at, at + size))).toBe(true);
+    expect(split).toBeGreaterThan(0);
+    expect(reader.copiedBytes).toBeLessThanOrEqual(split);
+  });
+
   it('refuses what no server sends: a masked frame, a control frame over 125 bytes, a stray continuation', () => {
     const masked = serverFrame(0x1, Buffer.from('hi'));
     masked[1]! |= 0x80;
