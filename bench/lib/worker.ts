@@ -24,7 +24,7 @@ import {
   type ToWorker,
 } from './protocol.js';
 import { RawWs } from './raw-ws.js';
-import { eachLatencyMark, eachMessageId, scanFrame } from './scan.js';
+import { ScanCache, type ScannedFrame } from './scan.js';
 
 const workerId = Number(process.env.BENCH_WORKER_ID ?? '0');
 /** Send and receive times come from the wall clock every process shares (ms). */
@@ -185,7 +185,9 @@ function retryLater(c: Client, _why: string): void {
   );
 }
 
-/** A light client's frame: counted by `scanFrame` (bench/lib/scan.ts), without a parse. */
+const scans = new ScanCache();
+
+/** A light client's frame: counted by `scanFrame` (bench/lib/scan.ts, through `ScanCache`), without a parse. */
 function onLightFrame(c: Client, buf: Buffer): void {
   tick.frames++;
   tick.bytes += buf.length;
@@ -201,17 +203,17 @@ function onLightFrame(c: Client, buf: Buffer): void {
       return;
     }
   }
-  const text = buf.toString('latin1');
-  if (!c.ready && text.includes(initMark)) {
+  const frame = scans.scan(buf, kind);
+  if (!c.ready && frame.text.includes(initMark)) {
     if (kind === 'drawchat') readInit(c, buf);
     becameReady(c);
-    if (text.length < 64) return;
+    if (frame.text.length < 64) return;
   }
-  const counts = scanFrame(text, kind);
+  const counts = frame.counts;
   if (counts.messages > 0) {
     tick.deliveries += counts.messages;
     if (counts.lastId > c.lastId) c.lastId = counts.lastId;
-    if (c.spec.sample || c.spec.sender) readLatencies(c, text);
+    if (c.spec.sample || c.spec.sender) readLatencies(c, frame);
   }
   if (counts.likeUpdates > 0) countLikeUpdates(c, counts.likeUpdates);
   if (counts.errors) countErrors(c, buf);
@@ -231,17 +233,17 @@ function readInit(c: Client, buf: Buffer): void {
 }
 
 /** `lt:<ms>:<tag>` → latency; a sender's own tag is also its ack. */
-function readLatencies(c: Client, text: string): void {
+function readLatencies(c: Client, frame: ScannedFrame): void {
   const now = wall();
-  eachLatencyMark(text, (sentAt, tagAt) => {
+  for (const [sentAt, tagAt] of frame.marks) {
     const ms = now - sentAt;
     if (c.spec.sample) recordMs(latency, ms);
-    if (c.spec.sender && text.startsWith(c.tag, tagAt)) {
+    if (c.spec.sender && frame.text.startsWith(c.tag, tagAt)) {
       recordMs(ack, ms);
       tick.acked++;
       totals.acked++;
     }
-  });
+  }
 }
 
 function countLikeUpdates(c: Client, n: number): void {
@@ -303,20 +305,21 @@ function onFullFrame(c: Client, text: string): void {
  * connection) is parsed.
  */
 function onTappedFrame(c: Client, buf: Buffer): void {
-  const text = buf.toString('latin1');
-  if (text.includes(INIT_EVENT)) {
+  // The same bytes the light clients of this process got: read once (`ScanCache`).
+  const frame = scans.scan(buf, 'drawchat');
+  if (frame.text.includes(INIT_EVENT)) {
     onFullFrame(c, buf.toString());
     return;
   }
   tick.frames++;
   tick.bytes += buf.length;
   const now = wall();
-  eachMessageId(text, (id) => {
+  for (const id of scans.messageIds(frame)) {
     tick.deliveries++;
     noteId(c, id);
-  });
-  eachLatencyMark(text, (sentAt) => noteTagged(c, now - sentAt));
-  if (text.includes('{"type":"error"')) countErrors(c, buf);
+  }
+  for (const [sentAt] of frame.marks) noteTagged(c, now - sentAt);
+  if (frame.counts.errors) countErrors(c, buf);
 }
 
 /** A full client's order check: message ids only grow (no repeat, no reordering). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { eachLatencyMark, eachMessageId, scanFrame } from '../../bench/lib/scan.js';
+import { eachLatencyMark, eachMessageId, ScanCache, scanFrame } from '../../bench/lib/scan.js';
 import type { ServerEventOf } from '../../src/protocol/messages.js';
 
 /** A `new_message` event as every target serialises it (`type` first), held to the protocol's type. */
@@ -98,5 +98,51 @@ describe('Load generator: what light clients count in a frame (bench/lib/scan.ts
       errors: false,
     });
     expect(scanFrame('42["init",{"messages":[]}]', 'socketio')).toMatchObject({ messages: 0, lastId: 0 });
+  });
+});
+
+describe('Load generator: a frame every socket of a room gets is scanned once a process (ScanCache)', () => {
+  const frame = Buffer.from(
+    JSON.stringify([message(7, 'lt:1700000000000:0.5.1'), message(8, 'lt:1700000000040:0.6.2')]),
+  );
+
+  it('reads the same figures as a scan of its own, and reuses them for the same bytes', () => {
+    const cache = new ScanCache();
+    const first = cache.scan(frame, 'drawchat');
+    expect(first.counts).toEqual(scanFrame(frame.toString('latin1'), 'drawchat'));
+    expect(first.marks).toEqual([
+      [1700000000000, first.text.indexOf('0.5.1')],
+      [1700000000040, first.text.indexOf('0.6.2')],
+    ]);
+    // Another socket's read of the same frame: the same bytes in another buffer.
+    expect(cache.scan(Buffer.from(frame), 'drawchat')).toBe(first);
+    // Other bytes, or the same bytes for another kind of target, are scanned afresh.
+    const other = Buffer.from(JSON.stringify([message(9, 'hello')]));
+    expect(cache.scan(other, 'drawchat').counts).toMatchObject({ messages: 1, lastId: 9 });
+    expect(cache.scan(frame, 'socketio')).not.toBe(first);
+    // A full client's order check reads the ids, once per frame too.
+    expect(cache.messageIds(first)).toEqual([7, 8]);
+    expect(cache.messageIds(first)).toBe(cache.messageIds(cache.scan(frame, 'drawchat')));
+  });
+
+  it('keeps a copy: the read buffer the frame came in is overwritten by the next read', () => {
+    const cache = new ScanCache();
+    const readBuffer = Buffer.from(frame);
+    const first = cache.scan(readBuffer, 'drawchat');
+    readBuffer.fill(0x20);
+    expect(first.text).toBe(frame.toString('latin1'));
+    expect(cache.scan(readBuffer, 'drawchat')).not.toBe(first);
+    expect(cache.scan(frame, 'drawchat')).toBe(first);
+  });
+
+  it('keeps the last few frames: sockets that fell behind still read the tick before', () => {
+    const cache = new ScanCache(2);
+    const ticks = [1, 2, 3].map((id) => Buffer.from(JSON.stringify([message(id, `tick ${id}`)])));
+    const [a, b] = [cache.scan(ticks[0]!, 'ws'), cache.scan(ticks[1]!, 'ws')];
+    expect(cache.scan(ticks[0]!, 'ws')).toBe(a);
+    expect(cache.scan(ticks[1]!, 'ws')).toBe(b);
+    cache.scan(ticks[2]!, 'ws');
+    // Two kept: the oldest went.
+    expect(cache.scan(ticks[0]!, 'ws')).not.toBe(a);
   });
 });
