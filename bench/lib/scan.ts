@@ -104,14 +104,19 @@ export function eachLatencyMark(text: string, found: (sentAt: number, tagAt: num
   }
 }
 
-/** What a light client reads from a frame: its text (latin1), its counts, and its latency marks (send time, tag). */
+/** What a light client reads from a frame: its text (latin1) and its counts (`ScanCache` reads the rest on demand). */
 export interface ScannedFrame {
   readonly kind: TargetKind;
   readonly bytes: Buffer;
   readonly text: string;
   readonly counts: FrameCounts;
-  readonly marks: ReadonlyArray<readonly [sentAt: number, tagAt: number]>;
+  /** Read on demand by `ScanCache.marks` and `messageIds`, kept on the frame (a WeakMap per frame cost GC time). */
+  marks: LatencyMark[] | undefined;
+  ids: number[] | undefined;
 }
+
+/** A latency mark: the send time, and where the sender's tag starts in the frame's text. */
+export type LatencyMark = readonly [sentAt: number, tagAt: number];
 
 /**
  * The last frames scanned in a generator process, newest first. Every socket of a room gets a tick's frame as the
@@ -119,37 +124,65 @@ export interface ScannedFrame {
  * a thousand times a tick: the scans were about a third of the generator's CPU. A frame equal to a kept one (kind,
  * length, then the bytes: a `memcmp`) reuses what was read from it; `scanFrame` is a function of the bytes alone,
  * so the figures are the same. A few are kept: sockets that fell behind still read the tick before.
+ *
+ * Frames under `minBytes` (1 KB) are scanned as they come and not kept: one event each (seed-style clients, the
+ * per-message baseline), a tick's worth of them goes to every socket in turn, more distinct frames than are kept,
+ * so every one missed, and paid a copy on top of its scan (draw-chat's seed-style fan-out read 84 msg/s instead of
+ * 283). A frame that small scans in about the time the comparisons take.
  */
 export class ScanCache {
   readonly #kept: ScannedFrame[] = [];
-  readonly #ids = new WeakMap<ScannedFrame, number[]>();
 
-  constructor(private readonly size = 4) {}
+  constructor(
+    private readonly size = 4,
+    private readonly minBytes = 1024,
+  ) {}
 
-  /** `buf` may be a view into a reused read buffer: what is kept is a copy. */
+  /** `buf` may be a view into a reused read buffer: what is kept is a copy (`bytes` of an unkept frame is `buf`). */
   scan(buf: Buffer, kind: TargetKind): ScannedFrame {
-    for (const kept of this.#kept) {
-      if (kept.kind === kind && kept.bytes.length === buf.length && kept.bytes.equals(buf)) return kept;
+    const keep = buf.length >= this.minBytes;
+    if (keep) {
+      for (const kept of this.#kept) {
+        if (kept.kind === kind && kept.bytes.length === buf.length && kept.bytes.equals(buf)) return kept;
+      }
     }
     const text = buf.toString('latin1');
-    const counts = scanFrame(text, kind);
-    const marks: Array<[number, number]> = [];
-    if (counts.messages > 0) eachLatencyMark(text, (sentAt, tagAt) => marks.push([sentAt, tagAt]));
-    const frame: ScannedFrame = { kind, bytes: Buffer.from(buf), text, counts, marks };
-    this.#kept.unshift(frame);
-    if (this.#kept.length > this.size) this.#kept.pop();
+    const frame: ScannedFrame = {
+      kind,
+      bytes: keep ? Buffer.from(buf) : buf,
+      text,
+      counts: scanFrame(text, kind),
+      marks: undefined,
+      ids: undefined,
+    };
+    if (keep) {
+      this.#kept.unshift(frame);
+      if (this.#kept.length > this.size) this.#kept.pop();
+    }
     return frame;
+  }
+
+  /**
+   * The latency marks of a scanned frame (`eachLatencyMark`), read once per frame, and only when asked: most light
+   * clients do not sample latency.
+   */
+  marks(frame: ScannedFrame): readonly LatencyMark[] {
+    if (!frame.marks) {
+      const found: LatencyMark[] = [];
+      if (frame.counts.messages > 0)
+        eachLatencyMark(frame.text, (sentAt, tagAt) => found.push([sentAt, tagAt]));
+      frame.marks = found;
+    }
+    return frame.marks;
   }
 
   /** The ids of a scanned frame's `new_message` events, in order (`eachMessageId`), read once per frame. */
   messageIds(frame: ScannedFrame): readonly number[] {
-    let ids = this.#ids.get(frame);
-    if (!ids) {
+    if (!frame.ids) {
       const found: number[] = [];
       eachMessageId(frame.text, (id) => found.push(id));
-      ids = found;
-      this.#ids.set(frame, ids);
+      frame.ids = found;
     }
-    return ids;
+    return frame.ids;
   }
 }

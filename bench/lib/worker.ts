@@ -235,7 +235,7 @@ function readInit(c: Client, buf: Buffer): void {
 /** `lt:<ms>:<tag>` → latency; a sender's own tag is also its ack. */
 function readLatencies(c: Client, frame: ScannedFrame): void {
   const now = wall();
-  for (const [sentAt, tagAt] of frame.marks) {
+  for (const [sentAt, tagAt] of scans.marks(frame)) {
     const ms = now - sentAt;
     if (c.spec.sample) recordMs(latency, ms);
     if (c.spec.sender && frame.text.startsWith(c.tag, tagAt)) {
@@ -318,7 +318,7 @@ function onTappedFrame(c: Client, buf: Buffer): void {
     tick.deliveries++;
     noteId(c, id);
   }
-  for (const [sentAt] of frame.marks) noteTagged(c, now - sentAt);
+  for (const [sentAt] of scans.marks(frame)) noteTagged(c, now - sentAt);
   if (frame.counts.errors) countErrors(c, buf);
 }
 

@@ -107,10 +107,10 @@ describe('Load generator: a frame every socket of a room gets is scanned once a 
   );
 
   it('reads the same figures as a scan of its own, and reuses them for the same bytes', () => {
-    const cache = new ScanCache();
+    const cache = new ScanCache(4, 0);
     const first = cache.scan(frame, 'drawchat');
     expect(first.counts).toEqual(scanFrame(frame.toString('latin1'), 'drawchat'));
-    expect(first.marks).toEqual([
+    expect(cache.marks(first)).toEqual([
       [1700000000000, first.text.indexOf('0.5.1')],
       [1700000000040, first.text.indexOf('0.6.2')],
     ]);
@@ -126,7 +126,7 @@ describe('Load generator: a frame every socket of a room gets is scanned once a 
   });
 
   it('keeps a copy: the read buffer the frame came in is overwritten by the next read', () => {
-    const cache = new ScanCache();
+    const cache = new ScanCache(4, 0);
     const readBuffer = Buffer.from(frame);
     const first = cache.scan(readBuffer, 'drawchat');
     readBuffer.fill(0x20);
@@ -136,7 +136,7 @@ describe('Load generator: a frame every socket of a room gets is scanned once a 
   });
 
   it('keeps the last few frames: sockets that fell behind still read the tick before', () => {
-    const cache = new ScanCache(2);
+    const cache = new ScanCache(2, 0);
     const ticks = [1, 2, 3].map((id) => Buffer.from(JSON.stringify([message(id, `tick ${id}`)])));
     const [a, b] = [cache.scan(ticks[0]!, 'ws'), cache.scan(ticks[1]!, 'ws')];
     expect(cache.scan(ticks[0]!, 'ws')).toBe(a);
@@ -144,5 +144,21 @@ describe('Load generator: a frame every socket of a room gets is scanned once a 
     cache.scan(ticks[2]!, 'ws');
     // Two kept: the oldest went.
     expect(cache.scan(ticks[0]!, 'ws')).not.toBe(a);
+  });
+
+  it('keeps big frames only: small ones (one event each) are scanned as they come', () => {
+    const cache = new ScanCache();
+    const small = Buffer.from(JSON.stringify(message(1, 'lt:1700000000000:0.5.1')));
+    expect(small.length).toBeLessThan(1024);
+    const a = cache.scan(small, 'ws');
+    const b = cache.scan(Buffer.from(small), 'ws');
+    expect(b).not.toBe(a);
+    expect(b.counts).toEqual(a.counts);
+    expect(cache.marks(b)).toEqual(cache.marks(a));
+    const big = Buffer.from(
+      JSON.stringify(Array.from({ length: 10 }, (_, i) => message(i + 1, 'x'.repeat(100)))),
+    );
+    expect(big.length).toBeGreaterThanOrEqual(1024);
+    expect(cache.scan(Buffer.from(big), 'ws')).toBe(cache.scan(big, 'ws'));
   });
 });
