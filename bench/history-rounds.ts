@@ -32,24 +32,15 @@ const target = await startDrawChat({
   label: 'history',
   probe: true,
 });
+/** 5 s of history pages, `concurrency` requests at a time. */
+const load = (concurrency: number) =>
+  historyLoad({ url: target.urls[0]!, token: token!, sessionId, seconds: 5, concurrency });
 try {
   for (let round = 1; round <= Number(rounds); round++) {
     if (profile) await target.profile?.('start');
-    const one = await historyLoad({
-      url: target.urls[0]!,
-      token: token!,
-      sessionId,
-      seconds: 5,
-      concurrency: 1,
-    });
+    const one = await load(1);
     if (profile) await target.profile?.('stop', profile);
-    const eight = await historyLoad({
-      url: target.urls[0]!,
-      token: token!,
-      sessionId,
-      seconds: 5,
-      concurrency: 8,
-    });
+    const eight = await load(8);
     const a = one.all;
     console.log(
       `round ${round}: one at a time ${one.requests} pages, p50 ${a.p50} p95 ${a.p95} p99 ${a.p99} max ${a.max} ms ` +
