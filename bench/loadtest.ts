@@ -21,6 +21,7 @@ import {
   startDrawChat,
   startSocketIoBaseline,
   startWsBaseline,
+  stopSpawned,
   type Target,
 } from './lib/targets.js';
 import { DEFAULT_KEYS_DIR, TokenMint } from './lib/tokens.js';
@@ -254,6 +255,14 @@ async function main(): Promise<void> {
   } finally {
     await target.stop();
   }
+}
+
+// Stopped by a signal (`kill <pid>`, not only Ctrl-C, which reaches the whole process group): the local servers go
+// too, even one still starting. The client processes exit when their IPC channel closes with this process.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    void stopSpawned().finally(() => process.exit(130));
+  });
 }
 
 main().then(

@@ -42,6 +42,7 @@ import {
   startDrawChat,
   startSocketIoBaseline,
   startWsBaseline,
+  stopSpawned,
   type Target,
 } from './lib/targets.js';
 import { TokenMint } from './lib/tokens.js';
@@ -264,9 +265,12 @@ async function onTarget<T>(start: () => Promise<Target>, fn: (t: Target) => Prom
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     progress.log(`${signal}: stopping servers and client processes`);
-    void Promise.allSettled([...[...running].map((t) => t.stop()), generator?.close()]).finally(() =>
-      process.exit(130),
-    );
+    // `stopSpawned` also stops a server still starting, which no `Target` holds yet.
+    void Promise.allSettled([
+      ...[...running].map((t) => t.stop()),
+      generator?.close(),
+      stopSpawned(),
+    ]).finally(() => process.exit(130));
   });
 }
 

@@ -57,12 +57,38 @@ interface Spawned {
   exited: Promise<void>;
 }
 
+/**
+ * Every server process started here and not yet exited. A tool stopped by a signal stops them all
+ * (`stopSpawned`): a server still starting belongs to no `Target` yet, and it used to outlive the tool.
+ */
+const spawned = new Set<ChildProcess>();
+
+/** SIGTERM to every server process started here that is still running, SIGKILL after `graceMs`. */
+export async function stopSpawned(graceMs = 5_000): Promise<void> {
+  await Promise.all(
+    [...spawned].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+          child.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
+}
+
 function spawnNode(args: string[], env: NodeJS.ProcessEnv, ipc = false): Spawned {
   const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
     cwd: ROOT,
     env,
     stdio: ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
   });
+  spawned.add(child);
+  child.once('exit', () => spawned.delete(child));
   const output: string[] = [];
   const keep = (chunk: string) => {
     output.push(chunk);

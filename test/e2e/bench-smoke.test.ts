@@ -170,3 +170,68 @@ describe('load generator: connect phase', () => {
     }
   });
 });
+
+/** Pids of `pid`'s child processes whose command line contains `needle` (Linux /proc). */
+function childPids(pid: number, needle: string): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== pid) continue;
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('load generator: stopped by a signal', () => {
+  it('stops the server it was still starting (it used to outlive the load test, adopted by init)', async () => {
+    // Its own process group, so that the test sends the signal to the load test alone, as `kill <pid>` does.
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'bench/loadtest.ts',
+        '--viewers',
+        '10',
+        '--duration',
+        '1',
+        '--out',
+        join(tmpdir(), 'lt-signal'),
+      ],
+      { cwd: ROOT, stdio: 'ignore', detached: true },
+    );
+    try {
+      let servers: number[] = [];
+      for (let i = 0; i < 300 && servers.length === 0; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        servers = childPids(child.pid!, 'src/main.ts');
+      }
+      expect(servers.length, 'a draw-chat server was started').toBe(1);
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      process.kill(child.pid!, 'SIGTERM');
+      await exited;
+      const deadline = Date.now() + 15_000;
+      while (alive(servers[0]!) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const survived = alive(servers[0]!);
+      if (survived) process.kill(servers[0]!, 'SIGKILL');
+      expect(survived, 'the server outlived the load test').toBe(false);
+    } finally {
+      killGroup(child.pid);
+    }
+  }, 60_000);
+});
