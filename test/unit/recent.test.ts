@@ -1,19 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { newerThan } from '../../src/chat/chat-service.js';
-import type { StoredMessage } from '../../src/store/types.js';
+import { storedMessage } from '../support/messages.js';
 
-const message = (id: number): StoredMessage => ({
-  id,
-  sessionId: 1,
-  userId: 'u',
-  username: 'u',
-  profilePic: null,
-  isHost: false,
-  message: `m${id}`,
-  createdAt: id,
-  likes: 0,
-  clientMsgId: null,
-});
+const message = (id: number) => storedMessage(id, { createdAt: id });
 
 describe('resume from the recent messages (src/chat/chat-service.ts newerThan)', () => {
   it('returns the messages newer than an id, as a filter would, ids with gaps (deleted messages) included', () => {

@@ -1,19 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Sequencer } from '../../src/realtime/sequencer.js';
-import type { StoredMessage } from '../../src/store/types.js';
+import { storedMessage } from '../support/messages.js';
 
-const msg = (id: number): StoredMessage => ({
-  id,
-  sessionId: 1,
-  userId: 'u',
-  username: 'u',
-  profilePic: null,
-  isHost: false,
-  message: `m${id}`,
-  createdAt: 0,
-  likes: 0,
-  clientMsgId: null,
-});
+const msg = (id: number) => storedMessage(id);
 
 /** The database as the sequencer sees it: every committed message, whether or not its publish arrived. */
 function setup(committed: number[] = []) {
