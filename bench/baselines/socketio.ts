@@ -1,6 +1,7 @@
 /**
  * Baseline 2: the usual way to build this with Socket.IO 4. Every socket joins one room; a `message` event
- * becomes a `new_message` event with draw-chat's fields, sent with `io.to(room).emit` (Socket.IO encodes a
+ * becomes a `new_message` event with draw-chat's fields (the same bytes per delivery as draw-chat's, as the raw
+ * `ws` baseline's: `client_msg_id` echoed when given, `?user=&name=` as `user_id` and `username`), sent with `io.to(room).emit` (Socket.IO encodes a
  * broadcast once and writes it to each socket). No storage, no auth. WebSocket transport as clients ask for
  * it (the long-polling fallback stays enabled, as in a default deployment).
  *
@@ -25,21 +26,23 @@ let nextId = 0;
 
 io.on('connection', (socket) => {
   const user = String(socket.handshake.query.user ?? socket.id);
+  const username = String(socket.handshake.query.name ?? user);
   void socket.join(ROOM);
   socket.emit('init', { messages: [] });
-  socket.on('message', (payload: { message?: unknown }) => {
+  socket.on('message', (payload: { message?: unknown; client_msg_id?: unknown }) => {
     if (typeof payload?.message !== 'string') return;
     io.to(ROOM).emit('new_message', {
       id: ++nextId,
       session_id: 1,
       user_id: user,
-      username: user,
+      username,
       profile_pic: null,
       is_winner: false,
       is_host: false,
       message: payload.message,
       created_at: new Date().toISOString(),
       likes: 0,
+      client_msg_id: typeof payload.client_msg_id === 'string' ? payload.client_msg_id : undefined,
     });
   });
 });

@@ -1,7 +1,9 @@
 /**
  * Baseline 1: the least a Node.js chat can do with the raw `ws` library. One room, no storage, no auth unless
- * asked: a `{type:'message', message}` frame becomes a `new_message` event shaped like draw-chat's (same
- * fields, so the same bytes per delivery), serialised once into a Buffer and written to every socket.
+ * asked: a `{type:'message', message, client_msg_id?}` frame becomes a `new_message` event shaped like
+ * draw-chat's (the same fields in the same order, `client_msg_id` echoed when given, and the viewer's
+ * `?user=&name=` as `user_id` and `username`: the same bytes per delivery, test/e2e/bench-smoke.test.ts),
+ * serialised once into a Buffer and written to every socket.
  *
  *   --batch 0     every message goes out at once, one frame per message per viewer (the README broadcast)
  *   --batch 100   messages are gathered and sent every 100 ms as one JSON array frame per viewer
@@ -38,8 +40,11 @@ const keys = values.jwks
     )
   : undefined;
 
-/** The token's `sub` if it is an RS256 JWT signed by one of `keys`, unexpired, from the issuer; else undefined. */
-function verifiedSubject(token: string): string | undefined {
+/**
+ * The token's `sub` and `name` (else `sub`) if it is an RS256 JWT signed by one of `keys`, unexpired, from the
+ * issuer; else undefined.
+ */
+function verifiedUser(token: string): { id: string; name: string } | undefined {
   const [h = '', p = '', sig = ''] = token.split('.');
   const header = JSON.parse(Buffer.from(h, 'base64url').toString()) as { alg?: string; kid?: string };
   const key = header.alg === 'RS256' && header.kid !== undefined ? keys?.get(header.kid) : undefined;
@@ -47,12 +52,14 @@ function verifiedSubject(token: string): string | undefined {
     return undefined;
   const claims = JSON.parse(Buffer.from(p, 'base64url').toString()) as {
     sub?: string;
+    name?: unknown;
     exp?: number;
     iss?: string;
   };
   if (typeof claims.exp !== 'number' || claims.exp * 1000 <= Date.now() || claims.iss !== values.issuer)
     return undefined;
-  return String(claims.sub);
+  const id = String(claims.sub);
+  return { id, name: typeof claims.name === 'string' ? claims.name : id };
 }
 
 const http = createServer((_req, res) => res.writeHead(404).end());
@@ -68,26 +75,28 @@ function broadcast(data: Buffer): void {
 wss.on('connection', async (ws, req) => {
   const url = new URL(req.url ?? '/', 'http://x');
   let user = url.searchParams.get('user') ?? `anon-${nextId}`;
+  let username = url.searchParams.get('name') ?? user;
   ws.on('error', () => {});
   if (keys) {
-    let sub: string | undefined;
+    let verified: { id: string; name: string } | undefined;
     try {
-      sub = verifiedSubject(url.searchParams.get('token') ?? '');
+      verified = verifiedUser(url.searchParams.get('token') ?? '');
     } catch {
-      sub = undefined;
+      verified = undefined;
     }
-    if (sub === undefined) {
+    if (verified === undefined) {
       ws.close(4401, 'invalid token');
       return;
     }
-    user = sub;
+    user = verified.id;
+    username = verified.name;
   }
   if (ws.readyState !== WebSocket.OPEN) return;
   room.add(ws);
   ws.on('close', () => room.delete(ws));
   ws.send('{"type":"init","messages":[]}');
   ws.on('message', (data) => {
-    let command: { type?: string; message?: string };
+    let command: { type?: string; message?: string; client_msg_id?: unknown };
     try {
       command = JSON.parse(data.toString());
     } catch {
@@ -100,13 +109,14 @@ wss.on('connection', async (ws, req) => {
         id: ++nextId,
         session_id: 1,
         user_id: user,
-        username: user,
+        username,
         profile_pic: null,
         is_winner: false,
         is_host: false,
         message: command.message,
         created_at: new Date().toISOString(),
         likes: 0,
+        client_msg_id: typeof command.client_msg_id === 'string' ? command.client_msg_id : undefined,
       },
     });
     if (batchMs > 0) pending.push(json);

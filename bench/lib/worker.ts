@@ -25,6 +25,7 @@ import {
 } from './protocol.js';
 import { RawWs } from './raw-ws.js';
 import { ScanCache, type ScannedFrame } from './scan.js';
+import { baselineQuery } from './tokens.js';
 
 const workerId = Number(process.env.BENCH_WORKER_ID ?? '0');
 /** Send and receive times come from the wall clock every process shares (ms). */
@@ -122,8 +123,9 @@ function urlFor(c: Client, since?: number): string {
     if (since !== undefined && since > 0) q += `&since=${since}`;
     return `${wsBase(c.base)}/live-chat/ws/${w.sessionId}?${q}`;
   }
-  if (w.kind === 'ws') return `${wsBase(c.base)}/?user=bench-${c.spec.index}&token=${token}`;
-  return `${wsBase(c.base)}/socket.io/?EIO=4&transport=websocket&user=bench-${c.spec.index}`;
+  const who = baselineQuery(c.spec.token, `bench-${c.spec.index}`);
+  if (w.kind === 'ws') return `${wsBase(c.base)}/?${who}&token=${token}`;
+  return `${wsBase(c.base)}/socket.io/?EIO=4&transport=websocket&${who}`;
 }
 
 // ------------------------------------------------------------------ connecting
@@ -411,7 +413,7 @@ function openFull(c: Client): void {
   const sio = socketIo(c.base, {
     transports: ['websocket'],
     forceNew: true,
-    query: { user: `bench-${c.spec.index}` },
+    query: Object.fromEntries(new URLSearchParams(baselineQuery(c.spec.token, `bench-${c.spec.index}`))),
     reconnectionDelay: 250,
     reconnectionDelayMax: 1000,
   });
@@ -551,7 +553,7 @@ function sendMessage(s: Client): void {
   const tag = `${s.tag}${s.seq++}`;
   const text = `lt:${wall()}:${tag}`;
   const kind = wire!.kind;
-  if (kind === 'socketio') s.ws!.send(`42["message",{"message":"${text}"}]`);
+  if (kind === 'socketio') s.ws!.send(`42["message",{"message":"${text}","client_msg_id":"${tag}"}]`);
   else s.ws!.send(`{"type":"message","message":"${text}","client_msg_id":"${tag}"}`);
   tick.sent++;
   totals.sent++;

@@ -4,8 +4,17 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { Generator } from '../../bench/lib/generator.js';
 import { GIVE_UP_AFTER_TIMEOUTS } from '../../bench/lib/protocol.js';
+import { activeSessionId } from '../../bench/lib/session.js';
+import {
+  startDrawChat,
+  startSocketIoBaseline,
+  startWsBaseline,
+  type Target,
+} from '../../bench/lib/targets.js';
+import { baselineQuery, TokenMint } from '../../bench/lib/tokens.js';
 import { ROOT } from '../support/process.js';
 
 /**
@@ -232,6 +241,83 @@ describe('load generator: stopped by a signal', () => {
       expect(survived, 'the server outlived the load test').toBe(false);
     } finally {
       killGroup(child.pid);
+    }
+  }, 60_000);
+});
+
+/** The `message` object of the first `new_message` a socket receives, as the bytes it came in. */
+function firstMessage(ws: WebSocket, unwrap: (frame: string) => string | undefined): Promise<string> {
+  return new Promise((resolve, reject) => {
+    ws.on('error', reject);
+    ws.on('message', (data: Buffer) => {
+      const message = unwrap(data.toString());
+      if (message !== undefined) resolve(message);
+    });
+  });
+}
+
+describe('load generator: the baselines deliver the same bytes as draw-chat', () => {
+  it('gives a message the same fields, in the same order and of the same length, on every target', async () => {
+    const mint = await TokenMint.open();
+    const [token] = await mint.tokens(0, 1);
+    const targets: Target[] = [];
+    try {
+      const drawchat = await startDrawChat({ database: 'sqlite', keysDir: mint.dir, label: 'draw-chat' });
+      targets.push(drawchat);
+      const ws = await startWsBaseline({ batchMs: 100 });
+      targets.push(ws);
+      const sio = await startSocketIoBaseline();
+      targets.push(sio);
+      const who = baselineQuery(token, 'unused');
+      const tag = '0.1.2';
+      const text = `lt:${Date.now()}:${tag}`;
+      // Each as the load generator sends it (bench/lib/worker.ts, sendMessage).
+      const command = `{"type":"message","message":"${text}","client_msg_id":"${tag}"}`;
+      const wsUrl = (t: Target) => t.urls[0]!.replace(/^http/, 'ws');
+      const sessionId = await activeSessionId(drawchat.urls[0]!, token!);
+      const sockets = [
+        new WebSocket(`${wsUrl(drawchat)}/live-chat/ws/${sessionId}?token=${token}&batch=1`),
+        new WebSocket(`${wsUrl(ws)}/?${who}`),
+        new WebSocket(`${wsUrl(sio)}/socket.io/?EIO=4&transport=websocket&${who}`),
+      ];
+      const fromArray = (frame: string) => {
+        const parsed = JSON.parse(frame) as unknown;
+        const events = (Array.isArray(parsed) ? parsed : [parsed]) as Array<{
+          type: string;
+          message?: unknown;
+        }>;
+        const event = events.find((e) => e.type === 'new_message');
+        return event ? JSON.stringify(event.message) : undefined;
+      };
+      const received = [
+        firstMessage(sockets[0]!, fromArray),
+        firstMessage(sockets[1]!, fromArray),
+        firstMessage(sockets[2]!, (frame) =>
+          frame.startsWith('42["new_message",') ? frame.slice('42["new_message",'.length, -1) : undefined,
+        ),
+      ];
+      await Promise.all(sockets.map((s) => new Promise((r) => s.once('open', r))));
+      // Socket.IO: the Engine.IO open packet, then the namespace connect.
+      sockets[2]!.send('40');
+      await new Promise((r) => setTimeout(r, 200));
+      sockets[0]!.send(command);
+      sockets[1]!.send(command);
+      sockets[2]!.send(`42["message",{"message":"${text}","client_msg_id":"${tag}"}]`);
+      const [fromDrawChat, fromWs, fromSocketIo] = await Promise.all(received);
+      for (const s of sockets) s.terminate();
+      const shape = (json: string) => {
+        const m = JSON.parse(json) as Record<string, unknown>;
+        return { ...m, created_at: typeof m.created_at === 'string' && m.created_at.length };
+      };
+      const expected = shape(fromDrawChat!);
+      expect(expected).toMatchObject({ message: text, client_msg_id: tag, username: 'bench-0' });
+      for (const other of [fromWs, fromSocketIo]) {
+        expect(Object.keys(shape(other!))).toEqual(Object.keys(expected));
+        expect(shape(other!)).toEqual(expected);
+        expect(other!.length).toBe(fromDrawChat!.length);
+      }
+    } finally {
+      await Promise.all(targets.map((t) => t.stop()));
     }
   }, 60_000);
 });
