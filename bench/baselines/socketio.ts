@@ -1,9 +1,10 @@
 /**
  * Baseline 2: the usual way to build this with Socket.IO 4. Every socket joins one room; a `message` event
- * becomes a `new_message` event with draw-chat's fields (the same bytes per delivery as draw-chat's, as the raw
- * `ws` baseline's: `client_msg_id` echoed when given, `?user=&name=` as `user_id` and `username`), sent with `io.to(room).emit` (Socket.IO encodes a
- * broadcast once and writes it to each socket). No storage, no auth. WebSocket transport as clients ask for
- * it (the long-polling fallback stays enabled, as in a default deployment).
+ * becomes a `new_message` event with draw-chat's fields (the same bytes per delivery, as in the raw `ws`
+ * baseline: `client_msg_id` echoed when given, `?user=&name=` as `user_id` and `username`), sent with
+ * `io.to(room).emit` (Socket.IO encodes a broadcast once and writes it to each socket). No storage, no auth.
+ * WebSocket transport as clients ask for it (the long-polling fallback stays enabled, as in a default
+ * deployment).
  *
  * Prints one JSON line with its URL when listening. Not a product: a yardstick for bench/run.ts.
  */

@@ -118,8 +118,9 @@ export class TokenMint {
 
 /**
  * Who a token names, for the baselines, which check no token in the fan-out: `user` (the token's `sub`) and
- * `name` (its `name`, else the `sub`; `fallback` for both without a token) as the query of their handshake, so that their messages carry the same
- * `user_id` and `username` as draw-chat's for the same viewer, and so the same bytes per delivery.
+ * `name` (its `name`, else the `sub`; `fallback` for both without a token) as the query of their handshake, so
+ * that their messages carry the same `user_id` and `username` as draw-chat's for the same viewer, and so the
+ * same bytes per delivery.
  */
 export function baselineQuery(token: string | undefined, fallback: string): string {
   let claims: { sub?: unknown; name?: unknown } = {};
