@@ -38,6 +38,12 @@ export interface RawWsHandlers {
 /** The most a server frame of the suite may take; a longer one is refused (no server sends one). */
 const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
+/** The header size of an unmasked frame whose second byte is `b1` (RFC 6455 §5.2: 2, 4 or 10 bytes). */
+function headerSize(b1: number): number {
+  const len7 = b1 & 0x7f;
+  return len7 < 126 ? 2 : len7 === 126 ? 4 : 10;
+}
+
 /**
  * The size of the frame that starts at `at` (header and payload): 0 while its header is not all there, -1 for a
  * frame no server may send (masked, or longer than `MAX_FRAME_BYTES`).
@@ -46,10 +52,10 @@ function frameSize(buf: Buffer, at: number): number {
   if (at + 2 > buf.length) return 0;
   const b1 = buf[at + 1]!;
   if (b1 & 0x80) return -1;
-  const len7 = b1 & 0x7f;
-  if (len7 < 126) return 2 + len7;
-  if (len7 === 126) return at + 4 > buf.length ? 0 : 4 + buf.readUInt16BE(at + 2);
-  if (at + 10 > buf.length) return 0;
+  const head = headerSize(b1);
+  if (at + head > buf.length) return 0;
+  if (head === 2) return 2 + (b1 & 0x7f);
+  if (head === 4) return 4 + buf.readUInt16BE(at + 2);
   const len = Number(buf.readBigUInt64BE(at + 2));
   return len > MAX_FRAME_BYTES ? -1 : 10 + len;
 }
@@ -126,9 +132,7 @@ export class FrameReader {
       if (size < 0) return -1;
       if (size === 0 || at + size > buf.length) break;
       const b0 = buf[at]!;
-      const len7 = buf[at + 1]! & 0x7f;
-      const head = len7 < 126 ? 2 : len7 === 126 ? 4 : 10;
-      const payload = buf.subarray(at + head, at + size);
+      const payload = buf.subarray(at + headerSize(buf[at + 1]!), at + size);
       at += size;
       const opcode = b0 & 0x0f;
       const fin = (b0 & 0x80) !== 0;

@@ -118,11 +118,14 @@ export class TokenMint {
 
 /**
  * Who a token names, for the baselines, which check no token in the fan-out: `user` (the token's `sub`) and
- * `name` (its `name`, else the `sub`; `fallback` for both without a token) as the query of their handshake, so
- * that their messages carry the same `user_id` and `username` as draw-chat's for the same viewer, and so the
- * same bytes per delivery.
+ * `name` (its `name`, else the `sub`; `fallback` for both without a token), given as `?user=&name=` on their
+ * handshake, so that their messages carry the same `user_id` and `username` as draw-chat's for the same viewer,
+ * and so the same bytes per delivery.
  */
-export function baselineQuery(token: string | undefined, fallback: string): string {
+export function baselineIdentity(
+  token: string | undefined,
+  fallback: string,
+): { user: string; name: string } {
   let claims: { sub?: unknown; name?: unknown } = {};
   try {
     claims = JSON.parse(Buffer.from(token?.split('.')[1] ?? '', 'base64url').toString()) as typeof claims;
@@ -130,6 +133,5 @@ export function baselineQuery(token: string | undefined, fallback: string): stri
     // Not a JWT: no identity to copy.
   }
   const user = typeof claims.sub === 'string' ? claims.sub : fallback;
-  const name = typeof claims.name === 'string' ? claims.name : user;
-  return `user=${encodeURIComponent(user)}&name=${encodeURIComponent(name)}`;
+  return { user, name: typeof claims.name === 'string' ? claims.name : user };
 }

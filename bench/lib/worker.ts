@@ -25,7 +25,7 @@ import {
 } from './protocol.js';
 import { RawWs } from './raw-ws.js';
 import { ScanCache, type ScannedFrame } from './scan.js';
-import { baselineQuery } from './tokens.js';
+import { baselineIdentity } from './tokens.js';
 
 const workerId = Number(process.env.BENCH_WORKER_ID ?? '0');
 /** Send and receive times come from the wall clock every process shares (ms). */
@@ -123,7 +123,7 @@ function urlFor(c: Client, since?: number): string {
     if (since !== undefined && since > 0) q += `&since=${since}`;
     return `${wsBase(c.base)}/live-chat/ws/${w.sessionId}?${q}`;
   }
-  const who = baselineQuery(c.spec.token, `bench-${c.spec.index}`);
+  const who = new URLSearchParams(baselineIdentity(c.spec.token, `bench-${c.spec.index}`));
   if (w.kind === 'ws') return `${wsBase(c.base)}/?${who}&token=${token}`;
   return `${wsBase(c.base)}/socket.io/?EIO=4&transport=websocket&${who}`;
 }
@@ -413,7 +413,7 @@ function openFull(c: Client): void {
   const sio = socketIo(c.base, {
     transports: ['websocket'],
     forceNew: true,
-    query: Object.fromEntries(new URLSearchParams(baselineQuery(c.spec.token, `bench-${c.spec.index}`))),
+    query: baselineIdentity(c.spec.token, `bench-${c.spec.index}`),
     reconnectionDelay: 250,
     reconnectionDelayMax: 1000,
   });

@@ -14,8 +14,9 @@ import {
   startWsBaseline,
   type Target,
 } from '../../bench/lib/targets.js';
-import { baselineQuery, TokenMint } from '../../bench/lib/tokens.js';
+import { baselineIdentity, TokenMint } from '../../bench/lib/tokens.js';
 import { ROOT } from '../support/process.js';
+import { TestClient } from '../support/ws-client.js';
 
 /**
  * The benchmark suite in its smoke mode (a couple of hundred viewers, a second or two per scenario): it runs end
@@ -245,66 +246,51 @@ describe('load generator: stopped by a signal', () => {
   }, 60_000);
 });
 
-/** The `message` object of the first `new_message` a socket receives, as the bytes it came in. */
-function firstMessage(ws: WebSocket, unwrap: (frame: string) => string | undefined): Promise<string> {
-  return new Promise((resolve, reject) => {
-    ws.on('error', reject);
-    ws.on('message', (data: Buffer) => {
-      const message = unwrap(data.toString());
-      if (message !== undefined) resolve(message);
-    });
-  });
-}
-
 describe('load generator: the baselines deliver the same bytes as draw-chat', () => {
   it('gives a message the same fields, in the same order and of the same length, on every target', async () => {
     const mint = await TokenMint.open();
     const [token] = await mint.tokens(0, 1);
     const targets: Target[] = [];
+    const clients: TestClient[] = [];
+    let sio: WebSocket | undefined;
     try {
       const drawchat = await startDrawChat({ database: 'sqlite', keysDir: mint.dir, label: 'draw-chat' });
       targets.push(drawchat);
       const ws = await startWsBaseline({ batchMs: 100 });
       targets.push(ws);
-      const sio = await startSocketIoBaseline();
-      targets.push(sio);
-      const who = baselineQuery(token, 'unused');
+      const socketIo = await startSocketIoBaseline();
+      targets.push(socketIo);
+      const who = new URLSearchParams(baselineIdentity(token, 'unused'));
       const tag = '0.1.2';
       const text = `lt:${Date.now()}:${tag}`;
-      // Each as the load generator sends it (bench/lib/worker.ts, sendMessage).
-      const command = `{"type":"message","message":"${text}","client_msg_id":"${tag}"}`;
       const wsUrl = (t: Target) => t.urls[0]!.replace(/^http/, 'ws');
       const sessionId = await activeSessionId(drawchat.urls[0]!, token!);
-      const sockets = [
-        new WebSocket(`${wsUrl(drawchat)}/live-chat/ws/${sessionId}?token=${token}&batch=1`),
-        new WebSocket(`${wsUrl(ws)}/?${who}`),
-        new WebSocket(`${wsUrl(sio)}/socket.io/?EIO=4&transport=websocket&${who}`),
-      ];
-      const fromArray = (frame: string) => {
-        const parsed = JSON.parse(frame) as unknown;
-        const events = (Array.isArray(parsed) ? parsed : [parsed]) as Array<{
-          type: string;
-          message?: unknown;
-        }>;
-        const event = events.find((e) => e.type === 'new_message');
-        return event ? JSON.stringify(event.message) : undefined;
-      };
-      const received = [
-        firstMessage(sockets[0]!, fromArray),
-        firstMessage(sockets[1]!, fromArray),
-        firstMessage(sockets[2]!, (frame) =>
-          frame.startsWith('42["new_message",') ? frame.slice('42["new_message",'.length, -1) : undefined,
-        ),
-      ];
-      await Promise.all(sockets.map((s) => new Promise((r) => s.once('open', r))));
-      // Socket.IO: the Engine.IO open packet, then the namespace connect.
-      sockets[2]!.send('40');
-      await new Promise((r) => setTimeout(r, 200));
-      sockets[0]!.send(command);
-      sockets[1]!.send(command);
-      sockets[2]!.send(`42["message",{"message":"${text}","client_msg_id":"${tag}"}]`);
-      const [fromDrawChat, fromWs, fromSocketIo] = await Promise.all(received);
-      for (const s of sockets) s.terminate();
+      // draw-chat and the `ws` baseline speak JSON frames (an object or a batch array), as the tests' client reads.
+      for (const url of [
+        `${wsUrl(drawchat)}/live-chat/ws/${sessionId}?token=${token}&batch=1`,
+        `${wsUrl(ws)}/?${who}`,
+      ])
+        clients.push(await TestClient.connect(url));
+      // Socket.IO: the Engine.IO open packet (`0{…}`), the namespace connect (`40`) and its answer (`40{…}`).
+      sio = new WebSocket(`${wsUrl(socketIo)}/socket.io/?EIO=4&transport=websocket&${who}`);
+      const socket = sio;
+      const sioMessage = new Promise<string>((resolve, reject) => {
+        socket.on('error', reject);
+        socket.on('message', (data: Buffer) => {
+          const frame = data.toString();
+          if (frame.startsWith('0{')) socket.send('40');
+          else if (frame.startsWith('40{')) {
+            // Each as the load generator sends it (bench/lib/worker.ts, sendMessage).
+            socket.send(`42["message",{"message":"${text}","client_msg_id":"${tag}"}]`);
+          } else if (frame.startsWith('42["new_message",'))
+            resolve(frame.slice('42["new_message",'.length, -1));
+        });
+      });
+      for (const c of clients) c.send(`{"type":"message","message":"${text}","client_msg_id":"${tag}"}`);
+      const [fromDrawChat, fromWs] = await Promise.all(
+        clients.map(async (c) => JSON.stringify((await c.next('new_message')).message)),
+      );
+      const fromSocketIo = await sioMessage;
       const shape = (json: string) => {
         const m = JSON.parse(json) as Record<string, unknown>;
         return { ...m, created_at: typeof m.created_at === 'string' && m.created_at.length };
@@ -317,6 +303,8 @@ describe('load generator: the baselines deliver the same bytes as draw-chat', ()
         expect(other!.length).toBe(fromDrawChat!.length);
       }
     } finally {
+      for (const c of clients) c.ws.terminate();
+      sio?.terminate();
       await Promise.all(targets.map((t) => t.stop()));
     }
   }, 60_000);
