@@ -1,15 +1,29 @@
 import { fileURLToPath } from 'node:url';
 import react from '@vitejs/plugin-react';
-import { defineConfig } from 'vite';
+import { defineConfig, type Plugin } from 'vite';
 
 const web = fileURLToPath(new URL('./web', import.meta.url));
 const api = process.env.DRAW_CHAT_API ?? 'http://127.0.0.1:8000';
+
+/**
+ * The browser bundles check the protocol's events with the schemas as they are: src/protocol/compile.ts (the
+ * schema compiler, for Node.js) is swapped for web/src/protocol-compile.ts. Why: see those two files.
+ */
+const interpretedProtocolChecks: Plugin = {
+  name: 'interpreted-protocol-checks',
+  enforce: 'pre',
+  resolveId(source, importer) {
+    if (source === './compile.js' && importer?.replaceAll('\\', '/').endsWith('/src/protocol/messages.ts'))
+      return fileURLToPath(new URL('./web/src/protocol-compile.ts', import.meta.url));
+    return null;
+  },
+};
 
 // Two builds from one config: `vite build` makes the demo page (web/dist, hashed files under assets/);
 // `vite build --mode embed` makes the self-contained embed bundle web/dist/embed/draw-chat.js.
 export default defineConfig(({ mode }) => ({
   root: web,
-  plugins: [react()],
+  plugins: [interpretedProtocolChecks, react()],
   server: {
     // `npx vite` serves the page with hot reload against a server started with `npm start`.
     fs: { allow: ['..'] },

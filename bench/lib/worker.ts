@@ -12,7 +12,7 @@
 import { type Socket, io as socketIo } from 'socket.io-client';
 import WebSocket from 'ws';
 import { ChatClient } from '../../src/client/index.js';
-import { ChatMessageSchema } from '../../src/protocol/messages.js';
+import { ChatMessageParser } from '../../src/protocol/messages.js';
 import { encode, type Histogram, newHistogram, recordMs } from './hist.js';
 import {
   type ClientSpec,
@@ -345,7 +345,7 @@ function noteTagged(c: Client, ms: number): void {
  */
 function checkMessage(c: Client, m: Record<string, any> | undefined, now: number, schema: boolean): void {
   const valid = schema
-    ? ChatMessageSchema.safeParse(m).success
+    ? ChatMessageParser.safeParse(m).success
     : typeof m?.id === 'number' && typeof m.message === 'string';
   if (!valid || !m) {
     totals.invalidEvents++;

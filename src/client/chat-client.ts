@@ -4,7 +4,7 @@ import {
   CloseCode,
   HistoryResponse,
   type ServerEvent,
-  ServerEventSchema,
+  ServerEventParser,
   StatusResponse,
 } from '../protocol/index.js';
 import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
@@ -625,7 +625,7 @@ export class ChatClient {
     // One snapshot for a whole batch frame: React renders once.
     this.#update((d) => {
       for (const raw of Array.isArray(parsed) ? parsed : [parsed]) {
-        const event = ServerEventSchema.safeParse(raw);
+        const event = ServerEventParser.safeParse(raw);
         if (event.success) this.#apply(d, event.data);
         else d.invalidEvents++;
       }

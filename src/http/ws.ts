@@ -17,7 +17,7 @@ import { ChatError, type ErrorCode } from '../protocol/errors.js';
 import {
   CLIENT_COMMAND_TYPES,
   type ClientCommand,
-  ClientCommandSchema,
+  ClientCommandParser,
   type ServerEvent,
 } from '../protocol/messages.js';
 import type { HubConnection } from '../realtime/hub.js';
@@ -586,7 +586,7 @@ class SocketSession {
       this.#error('bad_request', 'The frame is not valid JSON.');
       return;
     }
-    const command = ClientCommandSchema.safeParse(parsed);
+    const command = ClientCommandParser.safeParse(parsed);
     if (!command.success) {
       const type = (parsed as { type?: unknown } | null)?.type;
       if (typeof type !== 'string' || !(CLIENT_COMMAND_TYPES as string[]).includes(type)) {

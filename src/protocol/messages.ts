@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { compiled } from './compile.js';
 
 /** Bumped when a change to this file is not backwards compatible for clients. */
 export const PROTOCOL_VERSION = 1;
@@ -163,3 +164,16 @@ export const ClientCommandSchema = z.discriminatedUnion('type', [
 export type ClientCommand = z.infer<typeof ClientCommandSchema>;
 export type ClientCommandOf<T extends ClientCommand['type']> = Extract<ClientCommand, { type: T }>;
 export const CLIENT_COMMAND_TYPES = ClientCommandSchema.options.map((o) => o.shape.type.value);
+
+// ---------------------------------------------------------------- compiled, for the hot paths
+
+// The same schemas compiled (`compiled`, src/protocol/compile.ts), where every event or command goes through a
+// check: the client library for each event it receives, the server for each command, the load generator's
+// full clients for each message. Docs and OpenAPI read the plain schemas above.
+
+/** `ServerEventSchema`, compiled: what a client checks each received event against. */
+export const ServerEventParser = compiled(ServerEventSchema);
+/** `ClientCommandSchema`, compiled: what the server checks each received command against. */
+export const ClientCommandParser = compiled(ClientCommandSchema);
+/** `ChatMessageSchema`, compiled. */
+export const ChatMessageParser = compiled(ChatMessageSchema);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { compiled } from '../protocol/compile.js';
 import type { StoredMessage } from '../store/types.js';
 
 /** What a node tells the others (and itself) after a commit. Ids and counts are the committed values. */
@@ -106,6 +107,8 @@ export const BusEnvelopeSchema = z.object({
   events: z.array(BusEventSchema).max(100_000),
 });
 export type BusEnvelope = z.infer<typeof BusEnvelopeSchema>;
+/** The same, compiled (src/protocol/compile.ts): every node parses every envelope. */
+const BusEnvelopeParser = compiled(BusEnvelopeSchema);
 
 /** Parses an inter-node payload; malformed ones are refused with a reason, never thrown. */
 export function parseEnvelope(
@@ -117,7 +120,7 @@ export function parseEnvelope(
   } catch {
     return { ok: false, reason: 'not JSON' };
   }
-  const parsed = BusEnvelopeSchema.safeParse(json);
+  const parsed = BusEnvelopeParser.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     return { ok: false, reason: `${issue?.path.join('.') || 'envelope'}: ${issue?.message ?? 'invalid'}` };

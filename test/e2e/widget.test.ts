@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
@@ -369,5 +369,22 @@ describe('serving the widget', () => {
     } finally {
       await t.close();
     }
+  });
+
+  it('the browser bundles check events without the schema compiler (src/protocol/compile.ts)', () => {
+    const bundles = [
+      join(WEB_DIST, 'embed', 'draw-chat.js'),
+      ...readdirSync(join(WEB_DIST, 'assets'))
+        .filter((f) => f.endsWith('.js'))
+        .map((f) => join(WEB_DIST, 'assets', f)),
+    ];
+    expect(bundles.length).toBeGreaterThan(1);
+    for (const file of bundles) {
+      const js = readFileSync(file, 'utf8');
+      // The compiler's own refusal message: present in a bundle that carries it, and nowhere else in zod.
+      expect(js, file).not.toContain('this schema must use the runtime parser');
+    }
+    // The same built widget code still checks events: the client library's schema is in the embed bundle.
+    expect(readFileSync(bundles[0]!, 'utf8')).toContain('resync_required');
   });
 });
