@@ -122,3 +122,13 @@ export const NEW_MESSAGE_MARK: Record<TargetKind, string> = {
 
 /** The text of a load-test message: `lt:<send time, ms since the epoch>:<sender tag>`. */
 export const LATENCY_MARK = '"message":"lt:';
+
+/**
+ * The frame a sender writes for one chat message (`text`, with `tag` as its `client_msg_id`): a JSON command on
+ * draw-chat and the `ws` baseline, an Engine.IO `42` event on Socket.IO. Tags and texts are the generator's own
+ * (no characters to escape).
+ */
+export function messageFrame(kind: TargetKind, text: string, tag: string): string {
+  const body = `"message":"${text}","client_msg_id":"${tag}"`;
+  return kind === 'socketio' ? `42["message",{${body}}]` : `{"type":"message",${body}}`;
+}

@@ -19,6 +19,7 @@ import {
   type FinalStats,
   type FromWorker,
   GIVE_UP_AFTER_TIMEOUTS,
+  messageFrame,
   type TargetWire,
   type TickStats,
   type ToWorker,
@@ -552,9 +553,7 @@ function pumpSends(): void {
 function sendMessage(s: Client): void {
   const tag = `${s.tag}${s.seq++}`;
   const text = `lt:${wall()}:${tag}`;
-  const kind = wire!.kind;
-  if (kind === 'socketio') s.ws!.send(`42["message",{"message":"${text}","client_msg_id":"${tag}"}]`);
-  else s.ws!.send(`{"type":"message","message":"${text}","client_msg_id":"${tag}"}`);
+  s.ws!.send(messageFrame(wire!.kind, text, tag));
   tick.sent++;
   totals.sent++;
 }

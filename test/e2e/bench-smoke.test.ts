@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Generator } from '../../bench/lib/generator.js';
-import { GIVE_UP_AFTER_TIMEOUTS } from '../../bench/lib/protocol.js';
+import { GIVE_UP_AFTER_TIMEOUTS, messageFrame } from '../../bench/lib/protocol.js';
 import { activeSessionId } from '../../bench/lib/session.js';
 import {
   startDrawChat,
@@ -281,12 +281,12 @@ describe('load generator: the baselines deliver the same bytes as draw-chat', ()
           if (frame.startsWith('0{')) socket.send('40');
           else if (frame.startsWith('40{')) {
             // Each as the load generator sends it (bench/lib/worker.ts, sendMessage).
-            socket.send(`42["message",{"message":"${text}","client_msg_id":"${tag}"}]`);
+            socket.send(messageFrame('socketio', text, tag));
           } else if (frame.startsWith('42["new_message",'))
             resolve(frame.slice('42["new_message",'.length, -1));
         });
       });
-      for (const c of clients) c.send(`{"type":"message","message":"${text}","client_msg_id":"${tag}"}`);
+      for (const c of clients) c.send(messageFrame('ws', text, tag));
       const [fromDrawChat, fromWs] = await Promise.all(
         clients.map(async (c) => JSON.stringify((await c.next('new_message')).message)),
       );
