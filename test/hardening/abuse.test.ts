@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { MAX_RESUME_MESSAGES } from '../../src/protocol/messages.js';
 import type { KyselyChatStore } from '../../src/store/kysely-store.js';
 import { redisAvailable, TEST_REDIS_URL, uniquePrefix } from '../support/redis.js';
@@ -259,6 +260,44 @@ describe('abuse (issue 6)', () => {
     w.send({ type: 'ping' });
     await w.next('pong');
     for (const c of [...back, w]) c.terminate();
+  });
+
+  it('[H-ABUSE-05b] the heartbeat spreads its pings over its period instead of pinging every socket in one turn (10,000 ping writes in one turn held a node for hundreds of ms every 30 s), and still pings each socket once a period', async () => {
+    const period = 1_200;
+    const n = await node({}, { heartbeatMs: period });
+    const sid = await n.sessionId(await n.token('hb-0'));
+    const pings: number[][] = [];
+    const sockets: WebSocket[] = [];
+    for (let i = 0; i < 40; i++) {
+      const token = await n.token(`hb-${i}`);
+      const ws = new WebSocket(`${n.wsUrl}/live-chat/ws/${sid}?token=${token}`);
+      const times: number[] = [];
+      pings.push(times);
+      ws.on('ping', () => times.push(performance.now()));
+      await new Promise<void>((resolve, reject) => {
+        ws.once('message', () => resolve()); // init
+        ws.once('error', reject);
+      });
+      sockets.push(ws);
+    }
+    const from = performance.now();
+    // Two full periods after the last socket opened: every socket has had two pings by then.
+    await new Promise((resolve) => setTimeout(resolve, 2 * period + 300));
+    const since = pings.map((times) => times.filter((t) => t >= from));
+    for (const times of since) expect(times.length).toBeGreaterThanOrEqual(1);
+    const first = since.map((times) => times[0]!).sort((a, b) => a - b);
+    // All in one turn would put the 40 first pings within a few ms of each other.
+    expect(first.at(-1)! - first[0]!).toBeGreaterThan(period / 2);
+    let busiest = 0;
+    for (let i = 0; i < first.length; i++) {
+      let j = i;
+      while (j < first.length && first[j]! - first[i]! < 30) j++;
+      busiest = Math.max(busiest, j - i);
+    }
+    expect(busiest).toBeLessThanOrEqual(10);
+    // They answered (ws pongs by itself), so the heartbeat kept them all.
+    for (const ws of sockets) expect(ws.readyState).toBe(WebSocket.OPEN);
+    for (const ws of sockets) ws.terminate();
   });
 
   it('[H-ABUSE-06] a client that stops reading while the room is busy (20 MB in 2 s): its send buffer stays under 4 MiB (1 MiB limit + one tick), it is cut off 4408, a reading client is not held up, and it resumes without loss', async () => {
