@@ -5,17 +5,21 @@ import { defineConfig, type Plugin } from 'vite';
 const web = fileURLToPath(new URL('./web', import.meta.url));
 const api = process.env.DRAW_CHAT_API ?? 'http://127.0.0.1:8000';
 
+const schemaCompiler = fileURLToPath(new URL('./src/protocol/compile.ts', import.meta.url));
+const interpretedSchemas = fileURLToPath(new URL('./web/src/protocol-compile.ts', import.meta.url));
+
 /**
  * The browser bundles check the protocol's events with the schemas as they are: src/protocol/compile.ts (the
- * schema compiler, for Node.js) is swapped for web/src/protocol-compile.ts. Why: see those two files.
+ * schema compiler, for Node.js) is swapped for web/src/protocol-compile.ts, whichever module imports it. Why:
+ * see those two files.
  */
 const interpretedProtocolChecks: Plugin = {
   name: 'interpreted-protocol-checks',
   enforce: 'pre',
-  resolveId(source, importer) {
-    if (source === './compile.js' && importer?.replaceAll('\\', '/').endsWith('/src/protocol/messages.ts'))
-      return fileURLToPath(new URL('./web/src/protocol-compile.ts', import.meta.url));
-    return null;
+  async resolveId(source, importer, options) {
+    if (!source.endsWith('/compile.js')) return null;
+    const resolved = await this.resolve(source, importer, { ...options, skipSelf: true });
+    return resolved?.id === schemaCompiler ? interpretedSchemas : null;
   },
 };
 
