@@ -14,6 +14,7 @@ export type ResyncReason = 'epoch_changed' | 'too_far_behind' | 'unknown_positio
 import type { Bus, BusEvent } from '../realtime/bus.js';
 import { Hub } from '../realtime/hub.js';
 import { type Limits, LocalLimits } from '../realtime/limits.js';
+import { LONG_TURN_MS, LoopGuard, type LoopTask } from '../realtime/loop-guard.js';
 import { LocalPresence, type LocalViewers, type Presence } from '../realtime/presence.js';
 import { Sequencer } from '../realtime/sequencer.js';
 import type {
@@ -138,6 +139,11 @@ function allowHeart(decision: Decision): void {
 
 export class ChatService {
   readonly hub: Hub;
+  /**
+   * Deferred work of the hub, the group commit and the profile reads; the server pokes it at the start of every
+   * frame, handshake and request, so a long poll phase does not hold that work back (see `LoopGuard`).
+   */
+  readonly loop: LoopGuard;
   readonly #deps: ChatServiceDeps;
   readonly #queue: CommitQueue;
   readonly limits: Limits;
@@ -147,7 +153,7 @@ export class ChatService {
   readonly #users = new Map<string, { user: ChatUser; identity: IdentityInput; until: number }>();
   /** Profile reads waiting for the next batch (see `#previewUser`), its timer, and when the last batch went. */
   #userReads: UserRead[] | undefined;
-  #userReadTimer: NodeJS.Timeout | undefined;
+  #userReadTimer: LoopTask | undefined;
   #lastUserRead = Number.NEGATIVE_INFINITY;
   /** The batch read in flight (awaited by `stop`). */
   #readingUsers: Promise<void> | undefined;
@@ -175,7 +181,9 @@ export class ChatService {
     this.#deps = deps;
     this.#userReadWindowMs = deps.userReadWindowMs ?? USER_READ_WINDOW_MS;
     const { clock, settings, metrics } = deps;
+    this.loop = new LoopGuard({ onError: (err) => deps.log.error({ err }, 'deferred work failed') });
     this.hub = new Hub({
+      guard: this.loop,
       onPresence: (sessionId, userId, active) => this.#onPresence(sessionId, userId, active),
       onDeliveryLatency: (ms) => metrics.deliveryLatency.observe(ms / 1000),
       // An overdue tick waits for a commit already queued (see HubOptions.pendingWork); #queue is made below and
@@ -199,10 +207,13 @@ export class ChatService {
           },
           'group commit failed',
         ),
-      () => clock.now(),
-      (ms, items) => {
-        metrics.commitDuration.observe(ms / 1000);
-        metrics.commitBatchSize.observe(items);
+      {
+        now: () => clock.now(),
+        onTiming: (ms, items) => {
+          metrics.commitDuration.observe(ms / 1000);
+          metrics.commitBatchSize.observe(items);
+        },
+        guard: this.loop,
       },
     );
     this.limits =
@@ -619,8 +630,10 @@ export class ChatService {
       if (!this.#userReads) {
         this.#userReads = [];
         const wait = this.#lastUserRead + this.#userReadWindowMs - performance.now();
-        if (wait < 1) setImmediate(() => this.#readUsers());
-        else this.#userReadTimer = setTimeout(() => this.#readUsers(), wait);
+        this.#userReadTimer =
+          wait < 1
+            ? this.loop.immediate(() => this.#readUsers(), LONG_TURN_MS)
+            : this.loop.timeout(() => this.#readUsers(), wait);
       }
       this.#userReads.push({ claims, resolve, reject });
     });
@@ -631,7 +644,7 @@ export class ChatService {
     const reads = this.#userReads;
     if (!reads) return;
     this.#userReads = undefined;
-    clearTimeout(this.#userReadTimer);
+    this.loop.cancel(this.#userReadTimer);
     this.#userReadTimer = undefined;
     this.#lastUserRead = performance.now();
     const reading = this.#deps.store.previewUsersFromClaims(reads.map((r) => r.claims)).then(

@@ -1,3 +1,4 @@
+import { LONG_TURN_MS, LoopGuard, type LoopTask } from '../realtime/loop-guard.js';
 import type { ChatStore, NewMessage, StoredMessage, WriteBatch, WriteBatchResult } from '../store/types.js';
 
 type MessageResult = { message: StoredMessage; duplicate: boolean };
@@ -8,11 +9,24 @@ interface Waiter<T> {
   reject(err: unknown): void;
 }
 
+export interface CommitQueueOptions {
+  /** Wall clock for `committedAt` (default `Date.now`). */
+  now?: () => number;
+  /** Each commit's duration (ms) and number of items. */
+  onTiming?: (ms: number, items: number) => void;
+  /** User claims and viewer rows wait at most this long for a batch to go with (ms, default 1,000). */
+  lazyMs?: number;
+  /** Hearts nobody waits for wait at most this long (ms, default 50; see `addHearts`). */
+  heartMs?: number;
+  /** Runs the commit from an I/O callback when the turn has lasted `LONG_TURN_MS` (see `LoopGuard`). */
+  guard?: LoopGuard;
+}
+
 /**
  * Group commit (DESIGN §2): everything submitted while the previous transaction is in flight, or during the
- * current turn of the event loop, goes into one transaction. `onCommitted` sees each batch and its result
- * after the commit and before any caller is answered, so events go out in commit order and nothing is
- * acknowledged before it is durable.
+ * current turn of the event loop (at most `LONG_TURN_MS` of a long one, see `LoopGuard`), goes into one
+ * transaction. `onCommitted` sees each batch and its result after the commit and before any caller is answered,
+ * so events go out in commit order and nothing is acknowledged before it is durable.
  */
 export class CommitQueue {
   #batch: WriteBatch = emptyBatch();
@@ -20,18 +34,32 @@ export class CommitQueue {
   #heartWaiters: Array<Waiter<number> & { sessionId: number }> = [];
   #likeWaiters: Waiter<LikeResult>[] = [];
   #scheduled = false;
+  /** A commit was asked for (by an item someone waits for, or by a timer) since the current one took its batch. */
+  #wanted = false;
+  #scheduledTask: LoopTask | undefined;
   #inFlight: Promise<void> | undefined;
   #closed = false;
-  #lazyTimer: NodeJS.Timeout | undefined;
+  #lazyTimer: LoopTask | undefined;
+  #heartTimer: LoopTask | undefined;
+
+  readonly #now: () => number;
+  readonly #onTiming: (ms: number, items: number) => void;
+  readonly #lazyMs: number;
+  readonly #heartMs: number;
+  readonly #guard: LoopGuard;
 
   constructor(
     private readonly store: ChatStore,
     private readonly onCommitted: (batch: WriteBatch, result: WriteBatchResult, committedAt: number) => void,
     private readonly onError: (err: unknown, batch: WriteBatch) => void,
-    private readonly now: () => number = Date.now,
-    private readonly onTiming: (ms: number, items: number) => void = () => {},
-    private readonly lazyMs = 1000,
-  ) {}
+    options: CommitQueueOptions = {},
+  ) {
+    this.#now = options.now ?? Date.now;
+    this.#onTiming = options.onTiming ?? (() => {});
+    this.#lazyMs = options.lazyMs ?? 1000;
+    this.#heartMs = options.heartMs ?? 50;
+    this.#guard = options.guard ?? new LoopGuard();
+  }
 
   message(message: NewMessage): Promise<MessageResult> {
     return this.#enqueue((b) => b.messages.push(message), this.#messageWaiters);
@@ -42,12 +70,16 @@ export class CommitQueue {
     return new Promise<number>((resolve, reject) => {
       this.addHearts(sessionId, count);
       this.#heartWaiters.push({ resolve, reject, sessionId });
+      this.#schedule();
     });
   }
 
   /**
    * Adds session hearts nobody waits for (a heart from a socket: its answer is the coalesced
-   * `session_like_update`). Consecutive hearts of one session share one entry of the batch.
+   * `session_like_update`, at most a few a second). Consecutive hearts of one session share one entry of the
+   * batch. They go with the next transaction, or within `heartMs` (50 ms) when nothing else comes: in a heart
+   * storm a commit each turn of the event loop (each `LONG_TURN_MS` of a long one) was a synchronous fsync each
+   * on SQLite, for hearts that nobody sees before the next count update anyway.
    */
   addHearts(sessionId: number, count: number): void {
     this.#assertOpen();
@@ -55,7 +87,10 @@ export class CommitQueue {
     // Waiters get their session's total, whichever entry carried their hearts.
     if (last && last.sessionId === sessionId) last.count += count;
     else this.#batch.hearts.push({ sessionId, count });
-    this.#schedule();
+    this.#heartTimer ??= this.#guard.timeout(() => {
+      this.#heartTimer = undefined;
+      this.#schedule();
+    }, this.#heartMs);
   }
 
   messageLike(op: WriteBatch['messageLikes'][number]): Promise<LikeResult> {
@@ -82,10 +117,10 @@ export class CommitQueue {
   }
 
   #lazy(): void {
-    this.#lazyTimer ??= setTimeout(() => {
+    this.#lazyTimer ??= this.#guard.timeout(() => {
       this.#lazyTimer = undefined;
       this.#schedule();
-    }, this.lazyMs);
+    }, this.#lazyMs);
   }
 
   /** A transaction is scheduled for this turn of the event loop, or running. */
@@ -121,20 +156,26 @@ export class CommitQueue {
   }
 
   #schedule(): void {
+    this.#wanted = true;
     if (this.#scheduled || this.#inFlight) return;
     this.#scheduled = true;
-    setImmediate(() => {
+    this.#scheduledTask = this.#guard.immediate(() => {
+      this.#scheduledTask = undefined;
       void this.#run();
-    });
+    }, LONG_TURN_MS);
   }
 
   async #run(): Promise<void> {
     this.#scheduled = false;
-    if (this.#lazyTimer) {
-      clearTimeout(this.#lazyTimer);
-      this.#lazyTimer = undefined;
-    }
+    this.#guard.cancel(this.#scheduledTask);
+    this.#scheduledTask = undefined;
     if (this.#inFlight || isEmpty(this.#batch)) return;
+    // Everything waiting goes in this transaction: its timers are done.
+    this.#guard.cancel(this.#lazyTimer);
+    this.#lazyTimer = undefined;
+    this.#guard.cancel(this.#heartTimer);
+    this.#heartTimer = undefined;
+    this.#wanted = false;
     const batch = this.#batch;
     const messageWaiters = this.#messageWaiters;
     const heartWaiters = this.#heartWaiters;
@@ -149,14 +190,14 @@ export class CommitQueue {
       try {
         const started = performance.now();
         result = await this.store.write(batch);
-        this.onTiming(performance.now() - started, size(batch));
+        this.#onTiming(performance.now() - started, size(batch));
       } catch (err) {
         this.onError(err, batch);
         for (const w of [...messageWaiters, ...heartWaiters, ...likeWaiters]) w.reject(err);
         return;
       }
       try {
-        this.onCommitted(batch, result, this.now());
+        this.onCommitted(batch, result, this.#now());
       } catch (err) {
         // Delivery failed, but the batch is durable: acknowledge it anyway; resume fills any gap.
         this.onError(err, batch);
@@ -171,7 +212,8 @@ export class CommitQueue {
       await run;
     } finally {
       this.#inFlight = undefined;
-      if (!isEmpty(this.#batch)) this.#schedule();
+      // What came meanwhile and is waited for goes now; hearts, claims and presence alone wait for their timers.
+      if (this.#wanted && !isEmpty(this.#batch)) this.#schedule();
     }
   }
 }

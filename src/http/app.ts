@@ -73,6 +73,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (text.trim() === '') return done(null, undefined);
     parseJson(request, text, done);
   });
+  // Hearts over HTTP, status polls: a long poll phase of requests runs what has fallen due between them
+  // (LoopGuard), before Fastify's own listener sees the request.
+  app.server.prependListener('request', () => service.loop.poke());
   // Bodies are JSON only: without this, Fastify's built-in text/plain parser hands a string to the JSON schemas
   // (a confusing 400) where every other non-JSON type gets 415 `unsupported_media_type`.
   app.removeContentTypeParser('text/plain');

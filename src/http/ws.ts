@@ -192,6 +192,8 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
    * hands to Fastify, where `WS_PATH` above and every other route answer as they always did.
    */
   return function acceptUpgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer) {
+    // A reconnect storm is a long poll phase of handshakes: what has fallen due meanwhile runs now (LoopGuard).
+    deps.service.loop.poke();
     const match = req.method === 'GET' ? FAST_PATH.exec(req.url ?? '') : null;
     if (!match) return false;
     let handshake: Handshake;
@@ -575,6 +577,9 @@ class SocketSession {
   }
 
   #onFrame(data: RawData, isBinary: boolean): void {
+    // A heart storm is a long poll phase of frames: the commits and ticks that have fallen due meanwhile run
+    // between two of them, not after the last (see LoopGuard).
+    this.deps.service.loop.poke();
     if (this.#closed || !this.#user) return;
     this.#frames ??= new TokenBucket(FRAME_BURST, FRAMES_PER_SECOND, this.deps.clock);
     const allowed = this.#frames.tryTake();

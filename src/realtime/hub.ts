@@ -1,5 +1,6 @@
 import { CloseCode } from '../protocol/close-codes.js';
 import type { ServerEvent } from '../protocol/messages.js';
+import { LONG_TURN_MS, LoopGuard, type LoopTask } from './loop-guard.js';
 import type { HubSocket } from './socket.js';
 
 /** One serialised event, shared by every recipient of a tick. */
@@ -45,7 +46,7 @@ interface Room {
   outbox: Frame[];
   flushScheduled: boolean;
   /** Set while a flush waits for the end of the room's minimum gap between ticks. */
-  flushTimer: NodeJS.Timeout | undefined;
+  flushTimer: LoopTask | undefined;
   /** When the last flush started (ms, monotonic), and what it cost: the next tick waits in proportion. */
   lastFlushStart: number;
   flushCostMs: number;
@@ -53,7 +54,7 @@ interface Room {
   totalLikes: number | undefined;
   viewerCount: number | undefined;
   readonly messageLikes: Map<number, number>;
-  countTimer: NodeJS.Timeout | undefined;
+  countTimer: LoopTask | undefined;
   lastCountFlush: number;
   /** Commit times of the messages in the outbox, for the commit-to-send latency metric. */
   committedAt: number[];
@@ -68,6 +69,14 @@ interface Room {
  * are back to their usual pace within a second of the last burst of joins.
  */
 const JOIN_WINDOW_MS = 500;
+
+/** How often the event loop's load is read (see `loopUtilization`). */
+const LOAD_WINDOW_MS = 250;
+/** At or above this share of busy time the loop has no slack; under `UNSATURATED` it has again. */
+const SATURATED = 0.95;
+const UNSATURATED = 0.85;
+/** How much further apart each window of saturation spaces a busy room's ticks (and back). */
+const STRETCH_STEP = 1.25;
 
 /** The longest a room's size alone makes its count updates wait (see `countWritesPerSecond`). */
 const MAX_COUNT_BUDGET_INTERVAL_MS = 2_000;
@@ -114,6 +123,14 @@ export interface HubOptions {
   stormTickCostFactor?: number;
   stormMaxTickMs?: number;
   /**
+   * The share of the last stretch of time (`LOAD_WINDOW_MS`) the event loop was busy, from 0 to 1 (default: from
+   * `performance.eventLoopUtilization()`). While it stays at `SATURATED` or more, the loop has no slack: a heart
+   * storm's frames, say, take what the ticks leave and queue behind them. Busy rooms' ticks are then spaced
+   * further apart, a quarter more each window, up to `stormMaxTickMs`, and come back the same way once it falls
+   * under `UNSATURATED`: each tick writes every socket whatever it carries, so fewer ticks are what frees the loop.
+   */
+  loopUtilization?: () => number;
+  /**
    * True while work queued in the current turn of the event loop will publish to rooms (the group commit of
    * frames just read): an overdue tick of a busy room waits for it, a turn at a time, at most `maxDeferrals`
    * (default 4) turns and `maxDeferralMs` (default 10) in all.
@@ -139,6 +156,11 @@ export interface HubOptions {
   now?: () => number;
   /** Monotonic clock (ms; default `performance.now`) for ticks, counts and presence batching. */
   monotonic?: () => number;
+  /**
+   * Runs ticks and count updates from I/O callbacks when a long poll phase holds back their timers (see
+   * `LoopGuard`; default: one of the hub's own, on its monotonic clock).
+   */
+  guard?: LoopGuard;
 }
 
 /**
@@ -179,6 +201,11 @@ export class Hub {
   readonly #options: HubOptions;
   readonly #now: () => number;
   readonly #monotonic: () => number;
+  readonly #guard: LoopGuard;
+  readonly #loopUtilization: () => number;
+  /** Factor (1 or more) on busy rooms' gaps between ticks while the loop is saturated (see `loopUtilization`). */
+  #stretch = 1;
+  #loadReadAt = Number.NEGATIVE_INFINITY;
   #nextId = 1;
   #connections = 0;
 
@@ -200,6 +227,8 @@ export class Hub {
     this.#leaveDelayMs = options.leaveDelayMs ?? 1500;
     this.#now = options.now ?? Date.now;
     this.#monotonic = options.monotonic ?? (() => performance.now());
+    this.#guard = options.guard ?? new LoopGuard({ monotonic: this.#monotonic });
+    this.#loopUtilization = options.loopUtilization ?? eventLoopUtilization();
   }
 
   get connectionCount(): number {
@@ -455,9 +484,9 @@ export class Hub {
   }
 
   #dropRoom(room: Room): void {
-    if (room.countTimer) clearTimeout(room.countTimer);
+    this.#guard.cancel(room.countTimer);
     room.countTimer = undefined;
-    if (room.flushTimer) clearTimeout(room.flushTimer);
+    this.#guard.cancel(room.flushTimer);
     room.flushTimer = undefined;
     room.flushScheduled = false;
     room.outbox = [];
@@ -479,22 +508,41 @@ export class Hub {
     return room.joinsThisWindow >= threshold || room.joinsLastWindow >= threshold;
   }
 
+  /** The current `#stretch`, read again from the loop's load once a window (`LOAD_WINDOW_MS`) has passed. */
+  #readLoad(): number {
+    const now = this.#monotonic();
+    if (now - this.#loadReadAt < LOAD_WINDOW_MS) return this.#stretch;
+    this.#loadReadAt = now;
+    const busy = this.#loopUtilization();
+    const most = Math.max(1, this.#stormMaxTickMs / this.#maxTickMs);
+    if (busy >= SATURATED) this.#stretch = Math.min(most, this.#stretch * STRETCH_STEP);
+    else if (busy < UNSATURATED) this.#stretch = Math.max(1, this.#stretch / STRETCH_STEP);
+    return this.#stretch;
+  }
+
   #scheduleFlush(room: Room): void {
     if (room.flushScheduled) return;
     room.flushScheduled = true;
+    const stretch = this.#readLoad();
     const gap = this.#filling(room)
       ? Math.min(this.#stormMaxTickMs, room.flushCostMs * this.#stormTickCostFactor)
-      : Math.min(this.#maxTickMs, room.flushCostMs * this.#tickCostFactor);
+      : Math.min(
+          Math.max(this.#maxTickMs, Math.min(this.#stormMaxTickMs, this.#maxTickMs * stretch)),
+          room.flushCostMs * this.#tickCostFactor * stretch,
+        );
     const wait = room.lastFlushStart + gap - this.#monotonic();
     if (wait < 1) {
-      if (gap < 1) setImmediate(() => this.#flush(room));
+      if (gap < 1) this.#guard.immediate(() => this.#flush(room), LONG_TURN_MS);
       // A busy room whose tick is already due (its ticks run back to back): not at once, but after the commits of
       // what was read meanwhile (see #overdueFlush). At once, those ran right after the tick and their messages
       // waited a whole tick more on the server.
-      else setImmediate(() => this.#overdueFlush(room, this.#monotonic(), 0));
+      else {
+        const since = this.#monotonic();
+        this.#guard.immediate(() => this.#overdueFlush(room, since, 0), LONG_TURN_MS);
+      }
       return;
     }
-    room.flushTimer = setTimeout(() => this.#flush(room), wait);
+    room.flushTimer = this.#guard.timeout(() => this.#flush(room), wait);
   }
 
   /**
@@ -511,7 +559,11 @@ export class Hub {
         this.#options.pendingWork?.() === true &&
         this.#monotonic() - since < this.#maxDeferralMs)
     ) {
-      setImmediate(() => this.#overdueFlush(room, since, turns + 1));
+      // In a long poll phase (see LoopGuard), the next poke after the deferral's time is up.
+      this.#guard.immediate(
+        () => this.#overdueFlush(room, since, turns + 1),
+        since + this.#maxDeferralMs - this.#monotonic(),
+      );
       return;
     }
     this.#flush(room);
@@ -525,7 +577,7 @@ export class Hub {
       Math.min(MAX_COUNT_BUDGET_INTERVAL_MS, (room.conns.size * 1000) / this.#countWritesPerSecond),
     );
     const wait = Math.max(0, room.lastCountFlush + interval - this.#monotonic());
-    room.countTimer = setTimeout(() => {
+    room.countTimer = this.#guard.timeout(() => {
       room.countTimer = undefined;
       room.lastCountFlush = this.#monotonic();
       this.#queueCounts(room);
@@ -551,7 +603,7 @@ export class Hub {
 
   #flush(room: Room): void {
     room.flushScheduled = false;
-    if (room.flushTimer) clearTimeout(room.flushTimer);
+    this.#guard.cancel(room.flushTimer);
     room.flushTimer = undefined;
     if (room.outbox.length === 0) return;
     const started = this.#monotonic();
@@ -612,4 +664,17 @@ export class Hub {
     conn.socket.close(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect with since');
     this.leave(conn);
   }
+}
+
+/** The share of the time since its last call the event loop was busy (`performance.eventLoopUtilization`). */
+function eventLoopUtilization(): () => number {
+  // Test doubles of `performance` (fake timers) may not have it: a loop with slack, then.
+  if (typeof performance.eventLoopUtilization !== 'function') return () => 0;
+  let last = performance.eventLoopUtilization();
+  return () => {
+    const now = performance.eventLoopUtilization();
+    const busy = performance.eventLoopUtilization(now, last)?.utilization ?? 0;
+    last = now;
+    return busy;
+  };
 }

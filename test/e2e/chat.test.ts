@@ -431,3 +431,35 @@ describe('profiles of returning users', () => {
     }
   });
 });
+
+describe('deferred work in a long poll phase', () => {
+  it('[issue 5] every handshake, frame and HTTP request pokes the loop guard, which runs the commits and ticks due meanwhile (a heart storm’s poll phase held them back for seconds)', async () => {
+    const t = await startServer();
+    try {
+      const loop = t.server.service.loop;
+      const poke = loop.poke.bind(loop);
+      let pokes = 0;
+      loop.poke = () => {
+        pokes++;
+        poke();
+      };
+      const token = await t.token('poked');
+      const sid = await t.sessionId(token);
+      const afterRequests = pokes;
+      expect(afterRequests).toBeGreaterThanOrEqual(1);
+      const client = await t.connect(sid, token);
+      const afterHandshake = pokes;
+      expect(afterHandshake).toBeGreaterThan(afterRequests);
+      client.send({ type: 'ping' });
+      await client.next('pong');
+      expect(pokes).toBeGreaterThan(afterHandshake);
+      // A heart from the socket is committed by the loop guard's heart timer, and everyone sees the count.
+      client.send({ type: 'like' });
+      const update = await client.next('session_like_update');
+      expect(update.total_likes).toBe(1);
+      client.close();
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -3,6 +3,9 @@ import type { ServerEvent } from '../../src/protocol/messages.js';
 import { Hub, type HubOptions } from '../../src/realtime/hub.js';
 import type { HubSocket } from '../../src/realtime/socket.js';
 
+/** An event loop with slack: ticks keep their usual spacing (see HubOptions.loopUtilization). */
+const idleLoop = () => 0;
+
 /** An in-memory socket: records each write (one `send`, or the frames between cork and uncork). */
 class MemorySocket implements HubSocket {
   readonly writes: string[][] = [];
@@ -123,7 +126,13 @@ describe('Hub', () => {
  */
 async function busyRoom(options: HubOptions = {}) {
   const clock = { t: 1_000 };
-  const hub = new Hub({ tickCostFactor: 2, maxTickMs: 100, monotonic: () => clock.t, ...options });
+  const hub = new Hub({
+    tickCostFactor: 2,
+    maxTickMs: 100,
+    monotonic: () => clock.t,
+    loopUtilization: idleLoop,
+    ...options,
+  });
   const viewers = Array.from({ length: 10 }, (_, i) => {
     const socket = new SlowSocket(clock, 15);
     hub.ready(hub.join({ sessionId: SESSION, userId: `v${i}`, batch: true, socket }), initEvent(), 0);
@@ -161,7 +170,7 @@ describe('Hub ticks during a reconnect storm', () => {
   it('while a room fills fast its ticks wait up to stormTickCostFactor times their cost (at most stormMaxTickMs); otherwise tickCostFactor and maxTickMs', async () => {
     for (const storm of [false, true]) {
       const clock = { t: 1_000 };
-      const hub = new Hub({ stormJoinsPerSecond: 10, monotonic: () => clock.t });
+      const hub = new Hub({ stormJoinsPerSecond: 10, monotonic: () => clock.t, loopUtilization: idleLoop });
       // Ten sockets at 10 ms a write: a tick costs 100 ms. Without a storm the joins are long past.
       const viewers = Array.from({ length: 10 }, (_, i) => {
         const socket = new SlowSocket(clock, 10);
@@ -189,7 +198,7 @@ describe('Hub ticks during a reconnect storm', () => {
 
   it('a storm is joins at stormJoinsPerSecond or more over the current or the previous half second', async () => {
     const clock = { t: 1_000 };
-    const hub = new Hub({ stormJoinsPerSecond: 10, monotonic: () => clock.t });
+    const hub = new Hub({ stormJoinsPerSecond: 10, monotonic: () => clock.t, loopUtilization: idleLoop });
     const join = (n: number) => {
       for (let i = 0; i < n; i++) {
         const socket = new SlowSocket(clock, 0);
@@ -250,6 +259,7 @@ describe('Hub ticks waiting for pending work', () => {
       tickCostFactor: 2,
       maxTickMs: 100,
       monotonic: () => clock.t,
+      loopUtilization: idleLoop,
       pendingWork: () => true,
     });
     const socket = new SlowSocket(clock, 150);
@@ -279,7 +289,12 @@ describe('Hub count updates', () => {
       [20, 10], // a tick costs 200 ms: counts at most every 2 s
     ] as const) {
       const clock = { t: 1_000 };
-      const hub = new Hub({ countIntervalMs: 60, tickCostFactor: 0, monotonic: () => clock.t });
+      const hub = new Hub({
+        countIntervalMs: 60,
+        tickCostFactor: 0,
+        monotonic: () => clock.t,
+        loopUtilization: idleLoop,
+      });
       const viewers = Array.from({ length: sockets }, (_, i) => {
         const socket = new SlowSocket(clock, costPerWrite);
         hub.ready(hub.join({ sessionId: SESSION, userId: `v${i}`, batch: true, socket }), initEvent(), 0);
@@ -319,6 +334,7 @@ describe('Hub count updates', () => {
           countWritesPerSecond: 100,
           tickCostFactor: 0,
           monotonic: () => Date.now(),
+          loopUtilization: idleLoop,
         });
         const viewers = Array.from({ length: sockets }, (_, i) => {
           const socket = new MemorySocket();
@@ -342,5 +358,57 @@ describe('Hub count updates', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe('Hub ticks on a saturated event loop', () => {
+  it('while the loop has no slack, busy rooms’ ticks spread out, a quarter more each window up to stormMaxTickMs, and come back once it has', async () => {
+    let busy = 1;
+    const clock = { t: 1_000 };
+    const hub = new Hub({
+      tickCostFactor: 2,
+      maxTickMs: 100,
+      stormMaxTickMs: 250,
+      monotonic: () => clock.t,
+      loopUtilization: () => busy,
+    });
+    // Ten sockets at 15 ms a write: a tick costs 150 ms of the hub's clock.
+    const viewers = Array.from({ length: 10 }, (_, i) => {
+      const socket = new SlowSocket(clock, 15);
+      hub.ready(hub.join({ sessionId: SESSION, userId: `v${i}`, batch: true, socket }), initEvent(), 0);
+      return socket;
+    });
+    const first = viewers[0]!;
+    let id = 0;
+    /** A new window of load; a message written, then one published right after its tick: real ms until written. */
+    const round = async (): Promise<number> => {
+      clock.t += 300;
+      const a = ++id;
+      hub.publish(SESSION, message(a));
+      for (let i = 0; i < 3 && !ids(first).includes(a); i++) await turn();
+      expect(ids(first)).toContain(a);
+      const b = ++id;
+      const started = performance.now();
+      hub.publish(SESSION, message(b));
+      while (!ids(first).includes(b)) {
+        if (performance.now() - started > 1_000) throw new Error(`message ${b} was never written`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      return performance.now() - started;
+    };
+    // Saturated: the gap after a 150 ms tick is 100 ms × 1.25^n, at most 250 ms: due at once for n = 1 (125 ms),
+    // 100 ms after the tick ended from n = 5 on (250 ms).
+    const saturated: number[] = [];
+    for (let n = 1; n <= 6; n++) saturated.push(await round());
+    expect(saturated[0]!).toBeLessThan(40);
+    expect(saturated[4]!).toBeGreaterThan(80);
+    expect(saturated[5]!).toBeGreaterThan(80);
+    // Slack again: back a quarter at a time, to the usual gap (100 ms: due at once after a 150 ms tick).
+    busy = 0.5;
+    const relieved: number[] = [];
+    for (let n = 1; n <= 6; n++) relieved.push(await round());
+    expect(relieved[0]!).toBeGreaterThan(30);
+    expect(relieved[5]!).toBeLessThan(40);
+    hub.closeAll(1001, 'test');
   });
 });
