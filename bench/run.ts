@@ -835,6 +835,21 @@ if (heartsResult) {
     ratio: null,
     ok: h.likeUpdatesPerViewer.received > 0 && h.likeUpdatesPerViewer.maxFrequencyPerSecond <= 4,
   });
+  // The issue's "p99 ≤ 250 ms throughout" includes the heart storm: the chat goes on during it.
+  const m = (heartsResult as { messages: { latencyMs: { p50: number; p99: number; count: number } } })
+    .messages;
+  verdict({
+    id: 'hearts-messages',
+    target: `Chat messages during the heart storm (${P.heartMsgRate} msg/s to all ${P.viewers} viewers)`,
+    goal: 'p99 ≤ 250 ms',
+    measured:
+      m.latencyMs.count > 0
+        ? `p50 ${m.latencyMs.p50} ms, p99 ${m.latencyMs.p99} ms`
+        : 'no message reached the viewers during the storm',
+    value: m.latencyMs.p99,
+    ratio: null,
+    ok: m.latencyMs.count > 0 && m.latencyMs.p99 <= 250,
+  });
   scenarios.hearts = heartsResult;
 }
 

@@ -119,6 +119,7 @@ describe('npm run bench -- --smoke', () => {
       'handshakes-vs-ws-rs256',
       'hearts-rate',
       'hearts-updates',
+      'hearts-messages',
       'storm-resume',
       'storm-queries',
       'storm-signatures',
