@@ -2,10 +2,24 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CommitQueue } from '../../src/chat/commit-queue.js';
+import { CommitQueue, type CommitQueueOptions } from '../../src/chat/commit-queue.js';
 import { LONG_TURN_MS, LoopGuard } from '../../src/realtime/loop-guard.js';
 import { createChatStore } from '../../src/store/kysely-store.js';
 import type { ChatStore, WriteBatch } from '../../src/store/types.js';
+
+/** A queue on the real store that keeps every committed batch, and fails the test on a failed commit. */
+function recordingQueue(store: ChatStore, options: CommitQueueOptions) {
+  const batches: WriteBatch[] = [];
+  const queue = new CommitQueue(
+    store,
+    (batch) => batches.push(batch),
+    (err) => {
+      throw err;
+    },
+    options,
+  );
+  return { queue, batches };
+}
 
 const BASE = Date.parse('2030-01-01T00:00:00.000Z');
 const HOUR = 3_600_000;
@@ -24,15 +38,7 @@ describe('CommitQueue on SQLite', () => {
   });
 
   it('writes user claims and viewer presence arriving one per turn (a crowd of handshakes) in a few transactions, not one each', async () => {
-    const batches: WriteBatch[] = [];
-    const queue = new CommitQueue(
-      store,
-      (batch) => batches.push(batch),
-      (err) => {
-        throw err;
-      },
-      { lazyMs: 50 },
-    );
+    const { queue, batches } = recordingQueue(store, { lazyMs: 50 });
     for (let i = 0; i < 200; i++) {
       queue.user({
         id: `crowd-${i}`,
@@ -87,15 +93,7 @@ describe('CommitQueue on SQLite', () => {
       startsAt: BASE + 19 * HOUR,
       endsAt: BASE + 21 * HOUR,
     });
-    const batches: WriteBatch[] = [];
-    const queue = new CommitQueue(
-      store,
-      (batch) => batches.push(batch),
-      (err) => {
-        throw err;
-      },
-      { heartMs: 50 },
-    );
+    const { queue, batches } = recordingQueue(store, { heartMs: 50 });
     const before = (await store.getSession(session.id))!.totalLikes;
     for (let i = 0; i < 200; i++) {
       queue.addHearts(session.id, 1);
