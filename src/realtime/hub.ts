@@ -536,10 +536,9 @@ export class Hub {
       // A busy room whose tick is already due (its ticks run back to back): not at once, but after the commits of
       // what was read meanwhile (see #overdueFlush). At once, those ran right after the tick and their messages
       // waited a whole tick more on the server.
-      else {
-        const since = this.#monotonic();
-        this.#guard.immediate(() => this.#overdueFlush(room, since, 0), LONG_TURN_MS);
-      }
+      // Its deferrals are counted from when it first runs, as they always were: from when it was scheduled, a
+      // long poll phase before it used them up, and the tick left without the commit of what that phase read.
+      else this.#guard.immediate(() => this.#overdueFlush(room, this.#monotonic(), 0), LONG_TURN_MS);
       return;
     }
     room.flushTimer = this.#guard.timeout(() => this.#flush(room), wait);

@@ -141,7 +141,7 @@ async function busyRoom(options: HubOptions = {}) {
   hub.publish(SESSION, message(1));
   await turn();
   expect(viewers[0]!.writes).toHaveLength(2);
-  return { hub, viewers };
+  return { hub, viewers, clock };
 }
 
 describe('Hub ticks', () => {
@@ -251,6 +251,32 @@ describe('Hub ticks waiting for pending work', () => {
       }
       hub.closeAll(1001, 'test');
     }
+  });
+
+  it('an overdue tick scheduled late in a long poll phase still waits for the commit of what that phase read (its deferrals count from its first run)', async () => {
+    let queued = false;
+    const { hub, viewers, clock } = await busyRoom({ pendingWork: () => queued });
+    await new Promise<void>((done) => {
+      setImmediate(() => {
+        hub.publish(SESSION, message(2));
+        // The rest of a long poll phase: 20 ms pass before the loop reaches its check phase.
+        clock.t += 20;
+        setImmediate(() => {
+          queued = true;
+          setImmediate(() => {
+            hub.publish(SESSION, message(3));
+            queued = false;
+          });
+        });
+        setImmediate(() => setImmediate(() => setImmediate(() => setImmediate(done))));
+      });
+    });
+    await turn();
+    for (const v of viewers) {
+      expect(ids(v)).toEqual([1, 2, 3]);
+      expect(v.writes).toHaveLength(3);
+    }
+    hub.closeAll(1001, 'test');
   });
 
   it('waits at most maxDeferrals turns', async () => {
