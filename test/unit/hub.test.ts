@@ -223,27 +223,41 @@ describe('Hub ticks during a reconnect storm', () => {
   });
 });
 
+/**
+ * Message 2 makes a busy room's overdue tick due (`afterPublish` runs right after, in the same turn); a turn
+ * later, frames are read and their commit is queued (`setQueued(true)`), and that commit publishes message 3 in
+ * the turn after.
+ */
+async function commitAfterOverdueTick(
+  hub: Hub,
+  setQueued: (queued: boolean) => void,
+  afterPublish = () => {},
+) {
+  await new Promise<void>((done) => {
+    setImmediate(() => {
+      hub.publish(SESSION, message(2));
+      afterPublish();
+      setImmediate(() => {
+        setQueued(true);
+        setImmediate(() => {
+          hub.publish(SESSION, message(3));
+          setQueued(false);
+        });
+      });
+      setImmediate(() => setImmediate(() => setImmediate(() => setImmediate(done))));
+    });
+  });
+  await turn();
+}
+
 describe('Hub ticks waiting for pending work', () => {
   it('an overdue tick waits, a turn at a time, while work that will publish is pending (a commit of frames read just before it)', async () => {
     for (const withPending of [true, false]) {
       let queued = false;
       const { hub, viewers } = await busyRoom(withPending ? { pendingWork: () => queued } : {});
-      // Message 2 makes the overdue tick due; a turn later, frames are read and their commit is queued (`queued`),
-      // and that commit publishes message 3 in the turn after.
-      await new Promise<void>((done) => {
-        setImmediate(() => {
-          hub.publish(SESSION, message(2));
-          setImmediate(() => {
-            queued = true;
-            setImmediate(() => {
-              hub.publish(SESSION, message(3));
-              queued = false;
-            });
-          });
-          setImmediate(() => setImmediate(() => setImmediate(() => setImmediate(done))));
-        });
+      await commitAfterOverdueTick(hub, (q) => {
+        queued = q;
       });
-      await turn();
       for (const v of viewers) {
         expect(ids(v)).toEqual([1, 2, 3]);
         // With pendingWork the tick waited for message 3's commit: one write for 2 and 3; without, one each.
@@ -256,22 +270,16 @@ describe('Hub ticks waiting for pending work', () => {
   it('an overdue tick scheduled late in a long poll phase still waits for the commit of what that phase read (its deferrals count from its first run)', async () => {
     let queued = false;
     const { hub, viewers, clock } = await busyRoom({ pendingWork: () => queued });
-    await new Promise<void>((done) => {
-      setImmediate(() => {
-        hub.publish(SESSION, message(2));
-        // The rest of a long poll phase: 20 ms pass before the loop reaches its check phase.
+    await commitAfterOverdueTick(
+      hub,
+      (q) => {
+        queued = q;
+      },
+      // The rest of a long poll phase: 20 ms pass before the loop reaches its check phase.
+      () => {
         clock.t += 20;
-        setImmediate(() => {
-          queued = true;
-          setImmediate(() => {
-            hub.publish(SESSION, message(3));
-            queued = false;
-          });
-        });
-        setImmediate(() => setImmediate(() => setImmediate(() => setImmediate(done))));
-      });
-    });
-    await turn();
+      },
+    );
     for (const v of viewers) {
       expect(ids(v)).toEqual([1, 2, 3]);
       expect(v.writes).toHaveLength(3);
