@@ -33,9 +33,9 @@ export class CommitQueue {
   #messageWaiters: Waiter<MessageResult>[] = [];
   #heartWaiters: Array<Waiter<number> & { sessionId: number }> = [];
   #likeWaiters: Waiter<LikeResult>[] = [];
-  #scheduled = false;
   /** A commit was asked for (by an item someone waits for, or by a timer) since the current one took its batch. */
   #wanted = false;
+  /** The transaction asked for this turn of the event loop (see `#schedule`), until it runs. */
   #scheduledTask: LoopTask | undefined;
   #inFlight: Promise<void> | undefined;
   #closed = false;
@@ -125,12 +125,12 @@ export class CommitQueue {
 
   /** A transaction is scheduled for this turn of the event loop, or running. */
   get busy(): boolean {
-    return this.#scheduled || this.#inFlight !== undefined;
+    return this.#scheduledTask !== undefined || this.#inFlight !== undefined;
   }
 
   /** Resolves when everything submitted so far is committed (or failed). */
   async drain(): Promise<void> {
-    while (this.#inFlight || this.#scheduled || !isEmpty(this.#batch)) {
+    while (this.#inFlight || this.#scheduledTask || !isEmpty(this.#batch)) {
       if (this.#inFlight) await this.#inFlight;
       else await this.#run();
     }
@@ -157,16 +157,11 @@ export class CommitQueue {
 
   #schedule(): void {
     this.#wanted = true;
-    if (this.#scheduled || this.#inFlight) return;
-    this.#scheduled = true;
-    this.#scheduledTask = this.#guard.immediate(() => {
-      this.#scheduledTask = undefined;
-      void this.#run();
-    }, LONG_TURN_MS);
+    if (this.#scheduledTask || this.#inFlight) return;
+    this.#scheduledTask = this.#guard.immediate(() => void this.#run(), LONG_TURN_MS);
   }
 
   async #run(): Promise<void> {
-    this.#scheduled = false;
     this.#guard.cancel(this.#scheduledTask);
     this.#scheduledTask = undefined;
     if (this.#inFlight || isEmpty(this.#batch)) return;

@@ -526,10 +526,8 @@ export class Hub {
     const stretch = this.#readLoad();
     const gap = this.#filling(room)
       ? Math.min(this.#stormMaxTickMs, room.flushCostMs * this.#stormTickCostFactor)
-      : Math.min(
-          Math.max(this.#maxTickMs, Math.min(this.#stormMaxTickMs, this.#maxTickMs * stretch)),
-          room.flushCostMs * this.#tickCostFactor * stretch,
-        );
+      : // `#readLoad` keeps `maxTickMs × stretch` within `stormMaxTickMs` (and never under `maxTickMs`).
+        stretch * Math.min(this.#maxTickMs, room.flushCostMs * this.#tickCostFactor);
     const wait = room.lastFlushStart + gap - this.#monotonic();
     if (wait < 1) {
       if (gap < 1) this.#guard.immediate(() => this.#flush(room), LONG_TURN_MS);
