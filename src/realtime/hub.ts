@@ -72,10 +72,15 @@ const JOIN_WINDOW_MS = 500;
 
 /** How often the event loop's load is read (see `loopUtilization`). */
 const LOAD_WINDOW_MS = 250;
-/** At or above this share of busy time the loop has no slack; under `UNSATURATED` it has again. */
+/** At or above this share of busy time over a window the loop had no slack. */
 const SATURATED = 0.95;
-const UNSATURATED = 0.85;
-/** How much further apart each window of saturation spaces a busy room's ticks (and back). */
+/**
+ * Windows in a row without slack (a second) before ticks are spaced out: a heart storm saturates the loop for as
+ * long as it lasts, a busy room at the edge of its capacity, whose own ticks are most of the loop's work, in one
+ * window now and then, and spacing its ticks only made its messages later (docs/BENCHMARKS.md, item 31).
+ */
+const SUSTAINED_WINDOWS = 4;
+/** How much further apart each window of saturation spaces a busy room's ticks (and back, each window with slack). */
 const STRETCH_STEP = 1.25;
 
 /** The longest a room's size alone makes its count updates wait (see `countWritesPerSecond`). */
@@ -124,10 +129,11 @@ export interface HubOptions {
   stormMaxTickMs?: number;
   /**
    * The share of the last stretch of time (`LOAD_WINDOW_MS`) the event loop was busy, from 0 to 1 (default: from
-   * `performance.eventLoopUtilization()`). While it stays at `SATURATED` or more, the loop has no slack: a heart
-   * storm's frames, say, take what the ticks leave and queue behind them. Busy rooms' ticks are then spaced
-   * further apart, a quarter more each window, up to `stormMaxTickMs`, and come back the same way once it falls
-   * under `UNSATURATED`: each tick writes every socket whatever it carries, so fewer ticks are what frees the loop.
+   * `performance.eventLoopUtilization()`). Once it has been `SATURATED` or more for `SUSTAINED_WINDOWS` windows in
+   * a row, the loop has no slack: a heart storm's frames, say, take what the ticks leave and queue behind them.
+   * Busy rooms' ticks are then spaced further apart, a quarter more each such window, up to `stormMaxTickMs`, and
+   * come back a quarter for each window under it: each tick writes every socket whatever it carries, so fewer
+   * ticks are what frees the loop.
    */
   loopUtilization?: () => number;
   /**
@@ -206,6 +212,8 @@ export class Hub {
   /** Factor (1 or more) on busy rooms' gaps between ticks while the loop is saturated (see `loopUtilization`). */
   #stretch = 1;
   #loadReadAt = Number.NEGATIVE_INFINITY;
+  /** Windows in a row the loop was saturated (see `SUSTAINED_WINDOWS`). */
+  #saturatedWindows = 0;
   #nextId = 1;
   #connections = 0;
 
@@ -515,8 +523,10 @@ export class Hub {
     this.#loadReadAt = now;
     const busy = this.#loopUtilization();
     const most = Math.max(1, this.#stormMaxTickMs / this.#maxTickMs);
-    if (busy >= SATURATED) this.#stretch = Math.min(most, this.#stretch * STRETCH_STEP);
-    else if (busy < UNSATURATED) this.#stretch = Math.max(1, this.#stretch / STRETCH_STEP);
+    this.#saturatedWindows = busy >= SATURATED ? this.#saturatedWindows + 1 : 0;
+    if (this.#saturatedWindows >= SUSTAINED_WINDOWS)
+      this.#stretch = Math.min(most, this.#stretch * STRETCH_STEP);
+    else if (this.#saturatedWindows === 0) this.#stretch = Math.max(1, this.#stretch / STRETCH_STEP);
     return this.#stretch;
   }
 
