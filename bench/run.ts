@@ -219,8 +219,13 @@ function windowFigures(w: WindowStats) {
   };
 }
 
-/** A fan-out step passes when p99 ≤ 250 ms, every message reaches (nearly) every viewer and nobody is cut off. */
-function fanoutCheck(w: WindowStats, rate: number): string | null {
+/**
+ * A fan-out step passes when all `viewers` are connected, p99 ≤ 250 ms, every message reaches (nearly) every viewer
+ * and nobody is cut off.
+ */
+function fanoutCheck(w: WindowStats, rate: number, viewers: number): string | null {
+  // Connections that have their `init`, on average over the window (a few may be resuming after a failed step).
+  if (w.ready < 0.99 * viewers) return `only ${fmt(w.ready)} of ${fmt(viewers)} viewers connected`;
   if (w.latency.count === 0) return 'no latency samples';
   if (w.sentPerSecond < 0.9 * rate - 2) return `the generator sent only ${round(w.sentPerSecond)}/s`;
   if (w.latency.p99 > P99_LIMIT_MS) return `p99 ${w.latency.p99} ms`;
@@ -488,7 +493,8 @@ async function fanoutRun(
             bisections: P.bisections,
             min: P.fanoutMin,
             max: P.fanoutMax,
-            check: fanoutCheck,
+            check: (w, rate) => fanoutCheck(w, rate, P.viewers),
+            viewers: P.viewers,
             finalDrain: !smoke,
           })
         : { best: undefined, steps: [] as RateStep[] };
@@ -682,6 +688,10 @@ async function stormPhase(
   ctx.mon.offered = P.stormMsgRate;
   ctx.mon.phase = 'storm';
   await sleep(2000);
+  // Everyone connected first: a search that overloaded the server leaves viewers resuming for a while (see
+  // `searchRate`), and a storm on top of them measured their late comebacks too (p99 29.5 s at 08:36).
+  const rejoinedS = await ctx.rejoin(P.viewers, 60_000);
+  if (Number.isNaN(rejoinedS)) progress.log(`  not all ${P.viewers} viewers were connected before the storm`);
   if (values['profile-storm']) await target.profile?.('start');
   const q0 = await target.probe!();
   const c0 = (await metricHistogram(target.urls, 'drawchat_commit_seconds')).count;
@@ -715,6 +725,8 @@ async function stormPhase(
     viewers: P.viewers,
     jitterMs: P.stormJitterMs,
     messagesPerSecondDuring: P.stormMsgRate,
+    /** Seconds waited for every viewer to be connected before the drop (`null`: they were not, after 60 s). */
+    connectedBeforeS: Number.isNaN(rejoinedS) ? null : round(rejoinedS, 1),
     allResumedWithinS: round(allBackS, 1),
     resumed: resumes,
     resumeMs: w.connect,
@@ -1202,7 +1214,7 @@ if (wanted('scale')) {
                   let held = 0;
                   do {
                     const w = await ctx.hold(P.scaleRate, P.scaleHoldS, { warmS: P.scaleWarmS });
-                    why = unconnected ?? fanoutCheck(w, P.scaleRate);
+                    why = unconnected ?? fanoutCheck(w, P.scaleRate, viewers);
                     steps.push({ viewers, pass: why === null, why: why ?? 'ok', ...windowFigures(w) });
                     held++;
                   } while (why !== null && unconnected === null && held < 2);

@@ -68,6 +68,11 @@ export interface LoadContext {
   ): Promise<WindowStats>;
   /** Stops sending and waits until deliveries have (nearly) stopped. */
   drain(maxMs?: number): Promise<void>;
+  /**
+   * Waits until `viewers` connections have their `init` again (clients cut off by an overloaded server come back
+   * by themselves, with `since`), at most `maxMs`: the seconds it took, or `NaN` if they were not all back.
+   */
+  rejoin(viewers: number, maxMs: number): Promise<number>;
 }
 
 /** Starts the client processes and the once-a-second monitor around `fn`. */
@@ -105,6 +110,14 @@ export async function withLoad<T>(
         else quiet = 0;
         if (quiet >= 1) return;
       }
+    },
+    async rejoin(viewers, maxMs) {
+      const started = performance.now();
+      while (performance.now() - started < maxMs) {
+        const p = await mon.nextTick();
+        if (p.ready >= viewers) return (performance.now() - started) / 1000;
+      }
+      return Number.NaN;
     },
   };
   try {
@@ -147,6 +160,11 @@ export async function searchRate(
     finalDrain?: boolean;
     /** Run a failed step once more before taking its verdict (default true). */
     retry?: boolean;
+    /**
+     * The viewers connected for the search: after a failed step, those an overloaded server cut off are waited for
+     * (up to `FAILED_STEP_DRAIN_MS`) before the next step, which `check` should fail if they are not all back.
+     */
+    viewers?: number;
   },
 ): Promise<{ best: RateStep | undefined; steps: RateStep[] }> {
   const steps: RateStep[] = [];
@@ -162,6 +180,10 @@ export async function searchRate(
     // (in the run of 14:40 draw-chat's steps after 1,600 msg/s read "the generator sent only 0/s" at 1,131 and
     // 411/s at 951, p99 22 and 37 s; in the run of 14:23 the batched baseline's 1,131 the same way).
     if (!step.pass) await ctx.drain(FAILED_STEP_DRAIN_MS);
+    // And until everyone is back: in the run of 08:36 (machine 11) draw-chat's 1,600 msg/s step cut 4,400 of the
+    // 5,000 viewers off, and its next steps ran with 720–1,650 of them reconnecting, the cold storm after the
+    // search with 52 still on their way (each resume took up to 44 s and read the database: p99 29.5 s).
+    if (!step.pass && o.viewers !== undefined) await ctx.rejoin(o.viewers, FAILED_STEP_DRAIN_MS);
     return step;
   };
   // A step that fails on the server's side runs once more: one stall of a few hundred ms (a disk flush, a core

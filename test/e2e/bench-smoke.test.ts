@@ -95,6 +95,13 @@ describe('npm run bench -- --smoke', () => {
       expect(run.steps.length).toBeGreaterThan(0);
       expect(run.sustained.deliveriesPerSecond, `${t}: deliveries`).toBeGreaterThan(0);
     }
+    // Both storms dropped viewers who were all connected (the suite waits for them: a search that overloaded the
+    // server leaves some resuming, and the storm would time their late comebacks).
+    for (const kind of ['warm', 'cold']) {
+      const storm = result.scenarios.storm[kind];
+      expect(storm.connectedBeforeS, `${kind} storm: viewers connected before the drop`).toBeTypeOf('number');
+      expect(storm.resumed, `${kind} storm: resumes`).toBe(storm.viewers);
+    }
     // The handshake verdict's own phase: both servers, each round measured.
     const rounds = result.scenarios.handshakes.rounds as Array<{
       id: string;
