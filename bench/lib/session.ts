@@ -180,9 +180,9 @@ export async function searchRate(
     // (in the run of 14:40 draw-chat's steps after 1,600 msg/s read "the generator sent only 0/s" at 1,131 and
     // 411/s at 951, p99 22 and 37 s; in the run of 14:23 the batched baseline's 1,131 the same way).
     if (!step.pass) await ctx.drain(FAILED_STEP_DRAIN_MS);
-    // And until everyone is back: in the run of 08:36 (machine 11) draw-chat's 1,600 msg/s step cut 4,400 of the
-    // 5,000 viewers off, and its next steps ran with 720–1,650 of them reconnecting, the cold storm after the
-    // search with 52 still on their way (each resume took up to 44 s and read the database: p99 29.5 s).
+    // And until everyone is back: in the run of 08:36 (machine 11) 4,400 of the 5,000 viewers lost their
+    // connections in draw-chat's 1,600 msg/s step, its next steps ran with only 720–1,650 of them connected, and
+    // the cold storm after the search had 52 still on their way (their resumes read up to 44 s: p99 29.5 s).
     if (!step.pass && o.viewers !== undefined) await ctx.rejoin(o.viewers, FAILED_STEP_DRAIN_MS);
     return step;
   };
