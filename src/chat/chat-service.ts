@@ -186,6 +186,7 @@ export class ChatService {
       guard: this.loop,
       onPresence: (sessionId, userId, active) => this.#onPresence(sessionId, userId, active),
       onDeliveryLatency: (ms) => metrics.deliveryLatency.observe(ms / 1000),
+      onTickSpacing: (factor) => metrics.tickSpacing.set(factor),
       // An overdue tick waits for a commit already queued (see HubOptions.pendingWork); #queue is made below and
       // only read when a tick runs.
       pendingWork: () => this.#queue.busy,

@@ -18,6 +18,7 @@ export class Metrics {
   readonly redisUp: client.Gauge;
   readonly redisFallbacks: client.Counter<'what'>;
   readonly busDropped: client.Counter;
+  readonly tickSpacing: client.Gauge;
 
   constructor(options: { collectDefault?: boolean } = {}) {
     const registers = [this.registry];
@@ -72,6 +73,12 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     });
+    this.tickSpacing = new client.Gauge({
+      name: 'drawchat_tick_spacing_factor',
+      help: "Factor on busy rooms' gaps between ticks after a second of a saturated event loop (1: the usual pace)",
+      registers,
+    });
+    this.tickSpacing.set(1);
     this.slowConsumers = new client.Counter({
       name: 'drawchat_slow_consumers_total',
       help: 'Sockets cut off because their send buffer stayed over the limit',

@@ -136,6 +136,8 @@ export interface HubOptions {
    * ticks are what frees the loop.
    */
   loopUtilization?: () => number;
+  /** The factor on busy rooms' gaps between ticks (see `loopUtilization`), each time it changes; 1 is the usual pace. */
+  onTickSpacing?: (factor: number) => void;
   /**
    * True while work queued in the current turn of the event loop will publish to rooms (the group commit of
    * frames just read): an overdue tick of a busy room waits for it, a turn at a time, at most `maxDeferrals`
@@ -524,9 +526,11 @@ export class Hub {
     const busy = this.#loopUtilization();
     const most = Math.max(1, this.#stormMaxTickMs / this.#maxTickMs);
     this.#saturatedWindows = busy >= SATURATED ? this.#saturatedWindows + 1 : 0;
+    const before = this.#stretch;
     if (this.#saturatedWindows >= SUSTAINED_WINDOWS)
       this.#stretch = Math.min(most, this.#stretch * STRETCH_STEP);
     else if (this.#saturatedWindows === 0) this.#stretch = Math.max(1, this.#stretch / STRETCH_STEP);
+    if (this.#stretch !== before) this.#options.onTickSpacing?.(this.#stretch);
     return this.#stretch;
   }
 

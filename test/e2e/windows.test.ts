@@ -167,6 +167,8 @@ describe('operations endpoints', () => {
       expect(text).toMatch(/^drawchat_messages_total 1$/m);
       expect(text).toMatch(/^drawchat_errors_total\{code="invalid_message"\} 1$/m);
       expect(text).toMatch(/^drawchat_message_delivery_seconds_count 1$/m);
+      // An idle node's rooms tick at their usual pace.
+      expect(text).toMatch(/^drawchat_tick_spacing_factor 1$/m);
       const spec = await t.request('GET', '/docs/json');
       expect(spec.status).toBe(200);
       const paths = Object.keys(spec.body.paths);

@@ -402,12 +402,15 @@ describe('Hub ticks on a saturated event loop', () => {
    */
   const saturatedHub = (loopUtilization: () => number) => {
     const clock = { t: 1_000 };
+    /** Each spacing factor the hub reported (`onTickSpacing`). */
+    const spacings: number[] = [];
     const hub = new Hub({
       tickCostFactor: 2,
       maxTickMs: 100,
       stormMaxTickMs: 250,
       monotonic: () => clock.t,
       loopUtilization,
+      onTickSpacing: (factor) => spacings.push(factor),
     });
     const viewers = Array.from({ length: 10 }, (_, i) => {
       const socket = new SlowSocket(clock, 15);
@@ -436,12 +439,12 @@ describe('Hub ticks on a saturated event loop', () => {
       for (let i = 0; i < n; i++) ms.push(await round());
       return ms;
     };
-    return { hub, rounds };
+    return { hub, rounds, spacings };
   };
 
   it('while the loop has had no slack for a second, busy rooms’ ticks spread out, a quarter more each window up to stormMaxTickMs, and come back a quarter for each window with slack', async () => {
     let busy = 1;
-    const { hub, rounds } = saturatedHub(() => busy);
+    const { hub, rounds, spacings } = saturatedHub(() => busy);
     // One window a round. The gap after a 150 ms tick stays 100 ms (due at once) for three saturated windows;
     // from the fourth it is 100 ms × 1.25^(n-3): due at once for n = 4 (125 ms), 100 ms after the tick ended
     // from n = 8 on (250 ms).
@@ -449,11 +452,15 @@ describe('Hub ticks on a saturated event loop', () => {
     for (const ms of saturated.slice(0, 4)) expect(ms).toBeLessThan(40);
     expect(saturated[7]!).toBeGreaterThan(80);
     expect(saturated[8]!).toBeGreaterThan(80);
+    // Reported as it changes (the `drawchat_tick_spacing_factor` gauge): up a quarter a window from the fourth, to
+    // at most stormMaxTickMs / maxTickMs.
+    expect(spacings).toEqual([1.25, 1.5625, 1.953125, 2.44140625, 2.5]);
     // Slack again: back a quarter a window, to the usual gap (100 ms: due at once after a 150 ms tick).
     busy = 0.9;
     const relieved = await rounds(6);
     expect(relieved[0]!).toBeGreaterThan(30);
     expect(relieved[5]!).toBeLessThan(40);
+    expect(spacings.slice(5)).toEqual([2, 1.6, 1.28, 1.024, 1]);
     hub.closeAll(1001, 'test');
   });
 
@@ -461,8 +468,9 @@ describe('Hub ticks on a saturated event loop', () => {
     // Busy 100 % and 90 % in turn: before, each saturated window stretched the gap and the others held it, so a
     // room at the edge of its capacity had its ticks spaced out for good after a few seconds.
     let n = 0;
-    const { hub, rounds } = saturatedHub(() => (n++ % 2 === 0 ? 1 : 0.9));
+    const { hub, rounds, spacings } = saturatedHub(() => (n++ % 2 === 0 ? 1 : 0.9));
     for (const ms of await rounds(10)) expect(ms).toBeLessThan(40);
+    expect(spacings).toEqual([]);
     hub.closeAll(1001, 'test');
   });
 });
