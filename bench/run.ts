@@ -699,16 +699,7 @@ async function stormPhase(
   const tBefore = ctx.mon.now();
   await ctx.gen.drop(P.stormJitterMs);
   // Only ticks asked for after every client process dropped its clients count.
-  const tDrop = ctx.mon.now();
-  let allBackS = Number.NaN;
-  const deadline = performance.now() + 60_000;
-  while (performance.now() < deadline) {
-    const p = await ctx.mon.nextTick();
-    if (p.t0 > tDrop && p.ready >= P.viewers) {
-      allBackS = (performance.now() - dropAt) / 1000;
-      break;
-    }
-  }
+  const allBackS = await ctx.rejoin(P.viewers, 60_000, { from: dropAt, after: ctx.mon.now() });
   const q1 = await target.probe!();
   if (values['profile-storm']) {
     const files = (await target.profile?.('stop', `${values['profile-storm']}-${kind}`)) ?? [];

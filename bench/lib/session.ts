@@ -70,9 +70,11 @@ export interface LoadContext {
   drain(maxMs?: number): Promise<void>;
   /**
    * Waits until `viewers` connections have their `init` again (clients cut off by an overloaded server come back
-   * by themselves, with `since`), at most `maxMs`: the seconds it took, or `NaN` if they were not all back.
+   * by themselves, with `since`), at most `maxMs`: the seconds since `o.from` (a `performance.now()` instant,
+   * default the call), or `NaN` if they were not all back. Only ticks that start after `o.after` (monitor time)
+   * count.
    */
-  rejoin(viewers: number, maxMs: number): Promise<number>;
+  rejoin(viewers: number, maxMs: number, o?: { from?: number; after?: number }): Promise<number>;
 }
 
 /** Starts the client processes and the once-a-second monitor around `fn`. */
@@ -111,11 +113,12 @@ export async function withLoad<T>(
         if (quiet >= 1) return;
       }
     },
-    async rejoin(viewers, maxMs) {
+    async rejoin(viewers, maxMs, o = {}) {
       const started = performance.now();
+      const after = o.after ?? Number.NEGATIVE_INFINITY;
       while (performance.now() - started < maxMs) {
         const p = await mon.nextTick();
-        if (p.ready >= viewers) return (performance.now() - started) / 1000;
+        if (p.t0 > after && p.ready >= viewers) return (performance.now() - (o.from ?? started)) / 1000;
       }
       return Number.NaN;
     },
