@@ -54,6 +54,30 @@ export class SlidingWindowLimiter {
 }
 
 /**
+ * Extra capacity of a token bucket, as milliseconds of its refill: how long the frames read now may have waited
+ * unread (the process's read lag, see `ReadLag`). A client whose frames were held back that long by a busy server
+ * then arrive together is judged by the time they took to send, not by the instant they were read: its bucket may
+ * hold the refill of that time on top of its burst. 0 (the default) is a plain token bucket.
+ */
+export type SlackMs = () => number;
+
+const NO_SLACK: SlackMs = () => 0;
+
+/** Refills `tokens` from `at` to `now` and caps them at `capacity` plus the slack's refill. */
+function refill(
+  tokens: number,
+  at: number,
+  now: number,
+  capacity: number,
+  perSecond: number,
+  slackMs: SlackMs,
+): number {
+  const refilled = tokens + ((now - at) / 1000) * perSecond;
+  if (refilled <= capacity) return refilled;
+  return Math.min(refilled, capacity + (slackMs() / 1000) * perSecond);
+}
+
+/**
  * Token bucket: bursts up to `capacity`, refills at `perSecond`. Used for session hearts, where a person tapping
  * fast (about 10 taps a second) never notices it, while a script sending thousands a second is held back.
  */
@@ -64,12 +88,14 @@ export class TokenBucketLimiter {
     readonly capacity: number,
     readonly perSecond: number,
     private readonly clock: Clock,
+    private readonly slackMs: SlackMs = NO_SLACK,
   ) {}
 
   tryTake(key: string, count = 1): Decision {
     const now = this.clock.now();
-    const bucket = this.#buckets.get(key) ?? { tokens: this.capacity, at: now };
-    bucket.tokens = Math.min(this.capacity, bucket.tokens + ((now - bucket.at) / 1000) * this.perSecond);
+    // A new key was full when the frames read now may have been sent (see `SlackMs`).
+    const bucket = this.#buckets.get(key) ?? { tokens: this.capacity, at: now - this.slackMs() };
+    bucket.tokens = refill(bucket.tokens, bucket.at, now, this.capacity, this.perSecond, this.slackMs);
     bucket.at = now;
     this.#buckets.set(key, bucket);
     if (bucket.tokens >= count) {
@@ -100,14 +126,16 @@ export class TokenBucket {
     readonly capacity: number,
     readonly perSecond: number,
     private readonly clock: Clock,
+    private readonly slackMs: SlackMs = NO_SLACK,
   ) {
     this.#tokens = capacity;
-    this.#at = clock.now();
+    // Full when the frames read now may have been sent (see `SlackMs`).
+    this.#at = clock.now() - slackMs();
   }
 
   tryTake(count = 1): Decision {
     const now = this.clock.now();
-    this.#tokens = Math.min(this.capacity, this.#tokens + ((now - this.#at) / 1000) * this.perSecond);
+    this.#tokens = refill(this.#tokens, this.#at, now, this.capacity, this.perSecond, this.slackMs);
     this.#at = now;
     if (this.#tokens >= count) {
       this.#tokens -= count;

@@ -10,7 +10,7 @@ import { initEventJson } from '../chat/wire.js';
 import type { Settings } from '../config/settings.js';
 import type { Clock } from '../domain/clock.js';
 import { Deadlines } from '../domain/deadlines.js';
-import { TokenBucket, TokenBucketLimiter } from '../domain/rate-limit.js';
+import { type SlackMs, TokenBucket, TokenBucketLimiter } from '../domain/rate-limit.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { ChatError, type ErrorCode } from '../protocol/errors.js';
@@ -22,6 +22,7 @@ import {
 } from '../protocol/messages.js';
 import type { HubConnection } from '../realtime/hub.js';
 import type { ConnectionSlot } from '../realtime/limits.js';
+import { processReadLag } from '../realtime/read-lag.js';
 import { isStoreUnavailable, UNAVAILABLE_RETRY_MS } from '../store/errors.js';
 import type { Authenticator } from './authenticate.js';
 import { sendError } from './errors.js';
@@ -62,6 +63,11 @@ export interface WsDeps {
   log: Log;
   /** Heartbeat period (default HEARTBEAT_MS); tests shorten it to see half-open sockets go within seconds. */
   heartbeatMs?: number;
+  /**
+   * Slack of the per-socket frame and ping buckets (default: this process's read lag, see `ReadLag`): frames a
+   * busy node read late and at once are judged by the time they took to send.
+   */
+  readLagMs?: SlackMs;
 }
 
 /**
@@ -107,7 +113,11 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
     (session) => session.tokenExpired(),
   );
   app.addHook('onClose', async () => expiries.stop());
-  const shared: SessionContext = { ...deps, expiries };
+  const shared: SessionContext = {
+    ...deps,
+    expiries,
+    readLagMs: deps.readLagMs ?? (() => processReadLag.ms()),
+  };
   const perMinute = deps.settings.maxConnectsPerAddressPerMinute;
   const handshakes = new TokenBucketLimiter(Math.min(HANDSHAKE_BURST, perMinute), perMinute / 60, deps.clock);
   const sweep = setInterval(() => handshakes.sweep(), 60_000);
@@ -315,6 +325,7 @@ const NO_LOG: Pick<Log, 'debug'> = { debug: () => {} };
 /** What every session of this server shares. */
 interface SessionContext extends WsDeps {
   expiries: Deadlines<SocketSession>;
+  readLagMs: SlackMs;
 }
 
 /** A heart as the client library and the widget send it (`JSON.stringify({ type: 'like' })`). */
@@ -406,7 +417,7 @@ class SocketSession {
   }
 
   pinged(): void {
-    this.#pings ??= new TokenBucket(PING_BURST, PINGS_PER_SECOND, this.deps.clock);
+    this.#pings ??= new TokenBucket(PING_BURST, PINGS_PER_SECOND, this.deps.clock, this.deps.readLagMs);
     if (!this.#pings.tryTake().ok) this.#abuse('ping flood');
   }
 
@@ -581,7 +592,7 @@ class SocketSession {
     // between two of them, not after the last (see LoopGuard).
     this.deps.service.loop.poke();
     if (this.#closed || !this.#user) return;
-    this.#frames ??= new TokenBucket(FRAME_BURST, FRAMES_PER_SECOND, this.deps.clock);
+    this.#frames ??= new TokenBucket(FRAME_BURST, FRAMES_PER_SECOND, this.deps.clock, this.deps.readLagMs);
     const allowed = this.#frames.tryTake();
     if (!allowed.ok) {
       this.#error('rate_limited', 'Too many frames; slow down.', { retry_after_ms: allowed.retryAfterMs });

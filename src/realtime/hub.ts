@@ -1,6 +1,7 @@
 import { CloseCode } from '../protocol/close-codes.js';
 import type { ServerEvent } from '../protocol/messages.js';
 import { LONG_TURN_MS, LoopGuard, type LoopTask } from './loop-guard.js';
+import { eventLoopUtilization } from './read-lag.js';
 import type { HubSocket } from './socket.js';
 
 /** One serialised event, shared by every recipient of a tick. */
@@ -675,17 +676,4 @@ export class Hub {
     conn.socket.close(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect with since');
     this.leave(conn);
   }
-}
-
-/** The share of the time since its last call the event loop was busy (`performance.eventLoopUtilization`). */
-function eventLoopUtilization(): () => number {
-  // Test doubles of `performance` (fake timers) may not have it: a loop with slack, then.
-  if (typeof performance.eventLoopUtilization !== 'function') return () => 0;
-  let last = performance.eventLoopUtilization();
-  return () => {
-    const now = performance.eventLoopUtilization();
-    const busy = performance.eventLoopUtilization(now, last)?.utilization ?? 0;
-    last = now;
-    return busy;
-  };
 }

@@ -2,7 +2,13 @@ import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Log } from '../chat/chat-service.js';
 import type { Clock } from '../domain/clock.js';
-import { type Decision, SlidingWindowLimiter, TokenBucketLimiter } from '../domain/rate-limit.js';
+import {
+  type Decision,
+  type SlackMs,
+  SlidingWindowLimiter,
+  TokenBucketLimiter,
+} from '../domain/rate-limit.js';
+import { processReadLag } from './read-lag.js';
 
 /** A taken message slot; `refund()` gives it back (an idempotent retry turned out to store nothing). */
 export type MessageDecision = Decision & { refund(): void };
@@ -55,7 +61,14 @@ class LocalSlot implements ConnectionSlot {
   }
 }
 
-/** One node: exact sliding window for messages, token buckets for hearts and likes, a counter per user. */
+/** This process's read lag (see `ReadLag`): the slack of the heart and like buckets. */
+const readLagMs: SlackMs = () => processReadLag.ms();
+
+/**
+ * One node: exact sliding window for messages, token buckets for hearts and likes, a counter per user. The
+ * buckets' slack (default: this process's read lag) keeps a node that reads late from refusing what a client sent
+ * in time (see `ReadLag`).
+ */
 export class LocalLimits implements Limits {
   readonly #messages: SlidingWindowLimiter;
   readonly #hearts: TokenBucketLimiter;
@@ -66,10 +79,11 @@ export class LocalLimits implements Limits {
   constructor(
     private readonly settings: LimitSettings,
     clock: Clock,
+    slackMs: SlackMs = readLagMs,
   ) {
     this.#messages = new SlidingWindowLimiter(settings.messagesPerMinute, WINDOW_MS, clock);
-    this.#hearts = new TokenBucketLimiter(HEART_BURST, HEARTS_PER_SECOND, clock);
-    this.#likes = new TokenBucketLimiter(LIKE_BURST, LIKES_PER_SECOND, clock);
+    this.#hearts = new TokenBucketLimiter(HEART_BURST, HEARTS_PER_SECOND, clock, slackMs);
+    this.#likes = new TokenBucketLimiter(LIKE_BURST, LIKES_PER_SECOND, clock, slackMs);
     this.#sweeper = setInterval(() => {
       this.#messages.sweep();
       this.#hearts.sweep();
@@ -121,10 +135,14 @@ export class LocalLimits implements Limits {
  * (add first, then count, take back when over: concurrent nodes can refuse together but never admit too many).
  * Hearts and likes: rate-limiter-flexible's Redis limiter with an in-memory insurance limiter. Connections: a
  * sorted set per user of this node's sockets with an expiry each node refreshes, so a dead node's sockets stop
- * counting by themselves. While Redis is away every limit falls back to this node's own, and says so.
+ * counting by themselves. While Redis is away every limit falls back to this node's own, and says so. While
+ * this node reads its sockets late (`lagMs` above 0, see `ReadLag`), hearts and likes are judged by its own
+ * buckets, which allow for the lag, and cost no Redis round trip: Redis's fixed windows would refuse what a
+ * client sent in time and the node read at once.
  */
 export class RedisLimits implements Limits {
   readonly #local: LocalLimits;
+  readonly #lagMs: SlackMs;
   readonly #hearts: RateLimiterRedis;
   readonly #likes: RateLimiterRedis;
   /** This node's open connection members, refreshed in Redis while they live. */
@@ -141,8 +159,10 @@ export class RedisLimits implements Limits {
     private readonly prefix: string,
     private readonly log: Log,
     private readonly onFallback: (what: string) => void = () => {},
+    lagMs: SlackMs = readLagMs,
   ) {
-    this.#local = new LocalLimits(settings, clock);
+    this.#lagMs = lagMs;
+    this.#local = new LocalLimits(settings, clock, lagMs);
     const limiter = (name: string, points: number, duration: number) =>
       new RateLimiterRedis({
         storeClient: redis,
@@ -207,10 +227,12 @@ export class RedisLimits implements Limits {
   }
 
   heart(sessionId: number, userId: string): Promise<Decision> {
+    if (this.#lagMs() > 0) return this.#local.heart(sessionId, userId);
     return this.#consume(this.#hearts, `${sessionId}:${userId}`);
   }
 
   like(sessionId: number, userId: string): Promise<Decision> {
+    if (this.#lagMs() > 0) return this.#local.like(sessionId, userId);
     return this.#consume(this.#likes, `${sessionId}:${userId}`);
   }
 

@@ -40,4 +40,31 @@ describe('rate limits (clock injected)', () => {
     for (let i = 0; i < 5; i++) expect(both().ok).toBe(true);
     expect(both().ok).toBe(false);
   });
+
+  it('with slack, frames read late and at once pass while they were sent within the rate; a flood still does not', () => {
+    // The socket's bucket (30/s, burst 60): a client taps 11 a second, and a busy node reads 6 s of it at once.
+    const clock = new ManualClock(0);
+    let lagMs = 0;
+    const plain = new TokenBucket(60, 30, clock);
+    const slack = new TokenBucket(60, 30, clock, () => lagMs);
+    const keyed = new TokenBucketLimiter(60, 30, clock, () => lagMs);
+    clock.set(6_000);
+    lagMs = 6_000;
+    const taken = (take: () => { ok: boolean }, n: number) => {
+      let ok = 0;
+      for (let i = 0; i < n; i++) if (take().ok) ok++;
+      return ok;
+    };
+    expect(taken(() => plain.tryTake(), 66)).toBe(60);
+    expect(taken(() => slack.tryTake(), 66)).toBe(66);
+    expect(taken(() => keyed.tryTake('u'), 66)).toBe(66);
+    // A key first seen now was full when the lag began: its 66 pass too.
+    expect(taken(() => keyed.tryTake('new'), 66)).toBe(66);
+    // The slack is the refill of the lag, not more: 60 + 30 × 6 = 240 at most, whatever the client sent.
+    expect(taken(() => keyed.tryTake('flood'), 1000)).toBe(240);
+    // Once the node reads in time again, the burst is the cap again however long the wait.
+    lagMs = 0;
+    clock.set(3_600_000);
+    expect(taken(() => slack.tryTake(), 100)).toBe(60);
+  });
 });
