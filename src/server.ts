@@ -11,6 +11,7 @@ import { redactUrl } from './http/redact.js';
 import { Metrics } from './observability/metrics.js';
 import { type Bus, LocalBus } from './realtime/bus.js';
 import { type Cluster, connectCluster } from './realtime/cluster.js';
+import { processReadLag } from './realtime/read-lag.js';
 import { createChatStore } from './store/kysely-store.js';
 import type { ChatStore } from './store/types.js';
 
@@ -82,7 +83,10 @@ export async function createServer(settings: Settings, options: ServerOptions = 
       );
     }
     verifier = createTokenVerifier(settings, { ...options.auth, clock, devKeys });
-    const metrics = new Metrics({ collectDefault: options.processMetrics !== false });
+    const metrics = new Metrics({
+      collectDefault: options.processMetrics !== false,
+      readLagMs: () => processReadLag.ms(),
+    });
     const schedule = new DrawSchedule({
       cron: settings.drawSchedule,
       timezone: settings.drawTimezone,

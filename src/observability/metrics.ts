@@ -19,8 +19,11 @@ export class Metrics {
   readonly redisFallbacks: client.Counter<'what'>;
   readonly busDropped: client.Counter;
   readonly tickSpacing: client.Gauge;
+  readonly readLag: client.Gauge;
 
-  constructor(options: { collectDefault?: boolean } = {}) {
+  /** `readLagMs`: how late the node may be reading its sockets (see `ReadLag`), read at each scrape. */
+  constructor(options: { collectDefault?: boolean; readLagMs?: () => number } = {}) {
+    const readLagMs = options.readLagMs ?? (() => 0);
     const registers = [this.registry];
     this.connections = new client.Gauge({
       name: 'drawchat_open_connections',
@@ -79,6 +82,14 @@ export class Metrics {
       registers,
     });
     this.tickSpacing.set(1);
+    this.readLag = new client.Gauge({
+      name: 'drawchat_read_lag_seconds',
+      help: 'How late this node may read its sockets: time since its busy event loop last had a pause (0: in time)',
+      registers,
+      collect() {
+        this.set(readLagMs() / 1000);
+      },
+    });
     this.slowConsumers = new client.Counter({
       name: 'drawchat_slow_consumers_total',
       help: 'Sockets cut off because their send buffer stayed over the limit',

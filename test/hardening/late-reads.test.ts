@@ -60,6 +60,11 @@ describe('a node that reads late (hardening)', () => {
       while (performance.now() < end) {
         // a saturated event loop
       }
+      // The node says how late it is reading (its gauge, read at the scrape).
+      const scraped = (await n.request('GET', '/metrics')).body as string;
+      const lag = Number(/^drawchat_read_lag_seconds (\S+)$/m.exec(scraped)?.[1]);
+      expect(lag).toBeGreaterThanOrEqual(4);
+      expect(lag).toBeLessThan(6);
       await sleep(1_000);
       tapper.postMessage('stop');
       await waitFor(() => reports.some((r) => r.type === 'stopped'), 5_000, 'the tapper stopping');
@@ -73,6 +78,13 @@ describe('a node that reads late (hardening)', () => {
           before + stopped.sent,
         5_000,
         'every heart counted',
+      );
+      // And reads in time again once its loop has had a pause.
+      await waitFor(
+        async () =>
+          /^drawchat_read_lag_seconds 0$/m.test((await n.request('GET', '/metrics')).body as string),
+        3_000,
+        'the gauge back at 0',
       );
     } finally {
       await tapper.terminate();
