@@ -11,7 +11,7 @@ import { redactUrl } from './http/redact.js';
 import { Metrics } from './observability/metrics.js';
 import { type Bus, LocalBus } from './realtime/bus.js';
 import { type Cluster, connectCluster } from './realtime/cluster.js';
-import { processReadLag } from './realtime/read-lag.js';
+import { processReadLagMs } from './realtime/read-lag.js';
 import { createChatStore } from './store/kysely-store.js';
 import type { ChatStore } from './store/types.js';
 
@@ -85,7 +85,7 @@ export async function createServer(settings: Settings, options: ServerOptions = 
     verifier = createTokenVerifier(settings, { ...options.auth, clock, devKeys });
     const metrics = new Metrics({
       collectDefault: options.processMetrics !== false,
-      readLagMs: () => processReadLag.ms(),
+      readLagMs: processReadLagMs,
     });
     const schedule = new DrawSchedule({
       cron: settings.drawSchedule,

@@ -22,7 +22,7 @@ import {
 } from '../protocol/messages.js';
 import type { HubConnection } from '../realtime/hub.js';
 import type { ConnectionSlot } from '../realtime/limits.js';
-import { processReadLag } from '../realtime/read-lag.js';
+import { processReadLagMs } from '../realtime/read-lag.js';
 import { isStoreUnavailable, UNAVAILABLE_RETRY_MS } from '../store/errors.js';
 import type { Authenticator } from './authenticate.js';
 import { sendError } from './errors.js';
@@ -116,7 +116,7 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
   const shared: SessionContext = {
     ...deps,
     expiries,
-    readLagMs: deps.readLagMs ?? (() => processReadLag.ms()),
+    readLagMs: deps.readLagMs ?? processReadLagMs,
   };
   const perMinute = deps.settings.maxConnectsPerAddressPerMinute;
   const handshakes = new TokenBucketLimiter(Math.min(HANDSHAKE_BURST, perMinute), perMinute / 60, deps.clock);

@@ -1,7 +1,7 @@
 import { CloseCode } from '../protocol/close-codes.js';
 import type { ServerEvent } from '../protocol/messages.js';
 import { LONG_TURN_MS, LoopGuard, type LoopTask } from './loop-guard.js';
-import { eventLoopUtilization } from './read-lag.js';
+import { eventLoopUtilization, LOAD_WINDOW_MS, SATURATED } from './read-lag.js';
 import type { HubSocket } from './socket.js';
 
 /** One serialised event, shared by every recipient of a tick. */
@@ -71,10 +71,6 @@ interface Room {
  */
 const JOIN_WINDOW_MS = 500;
 
-/** How often the event loop's load is read (see `loopUtilization`). */
-const LOAD_WINDOW_MS = 250;
-/** At or above this share of busy time over a window the loop had no slack. */
-const SATURATED = 0.95;
 /**
  * Windows in a row without slack (a second) before ticks are spaced out: a heart storm saturates the loop for as
  * long as it lasts, a busy room at the edge of its capacity, whose own ticks are most of the loop's work, in one

@@ -8,7 +8,7 @@ import {
   SlidingWindowLimiter,
   TokenBucketLimiter,
 } from '../domain/rate-limit.js';
-import { processReadLag } from './read-lag.js';
+import { processReadLagMs } from './read-lag.js';
 
 /** A taken message slot; `refund()` gives it back (an idempotent retry turned out to store nothing). */
 export type MessageDecision = Decision & { refund(): void };
@@ -61,9 +61,6 @@ class LocalSlot implements ConnectionSlot {
   }
 }
 
-/** This process's read lag (see `ReadLag`): the slack of the heart and like buckets. */
-const readLagMs: SlackMs = () => processReadLag.ms();
-
 /**
  * One node: exact sliding window for messages, token buckets for hearts and likes, a counter per user. The
  * buckets' slack (default: this process's read lag) keeps a node that reads late from refusing what a client sent
@@ -79,7 +76,7 @@ export class LocalLimits implements Limits {
   constructor(
     private readonly settings: LimitSettings,
     clock: Clock,
-    slackMs: SlackMs = readLagMs,
+    slackMs: SlackMs = processReadLagMs,
   ) {
     this.#messages = new SlidingWindowLimiter(settings.messagesPerMinute, WINDOW_MS, clock);
     this.#hearts = new TokenBucketLimiter(HEART_BURST, HEARTS_PER_SECOND, clock, slackMs);
@@ -159,7 +156,7 @@ export class RedisLimits implements Limits {
     private readonly prefix: string,
     private readonly log: Log,
     private readonly onFallback: (what: string) => void = () => {},
-    lagMs: SlackMs = readLagMs,
+    lagMs: SlackMs = processReadLagMs,
   ) {
     this.#lagMs = lagMs;
     this.#local = new LocalLimits(settings, clock, lagMs);

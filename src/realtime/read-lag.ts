@@ -19,14 +19,19 @@
  * of saturation just before would not show. A busy loop runs that timer late, and the longer window it then ends
  * was saturated all the same. A call costs a clock read and a comparison.
  */
+/** How often the event loop's load is read (ms): a window. Shared with the hub's tick spacing. */
+export const LOAD_WINDOW_MS = 250;
+/** At or above this share of busy time over a window the loop had no slack. Shared with the hub's tick spacing. */
+export const SATURATED = 0.95;
+
 export interface ReadLagOptions {
   /** Monotonic clock in ms (default `performance.now`). */
   monotonic?: () => number;
   /** The share of the time since its last call the event loop was busy, 0 to 1 (default: `eventLoopUtilization`). */
   loopUtilization?: () => number;
-  /** Length of a window (ms, default 250). */
+  /** Length of a window (ms, default `LOAD_WINDOW_MS`). */
   windowMs?: number;
-  /** Busy share from which a window counts as saturated (default 0.95). */
+  /** Busy share from which a window counts as saturated (default `SATURATED`). */
   saturated?: number;
   /** The longest lag reported (ms, default 30,000). */
   maxMs?: number;
@@ -50,8 +55,8 @@ export class ReadLag {
   constructor(options: ReadLagOptions = {}) {
     this.#monotonic = options.monotonic ?? (() => performance.now());
     this.#utilization = options.loopUtilization ?? eventLoopUtilization();
-    this.#windowMs = options.windowMs ?? 250;
-    this.#saturated = options.saturated ?? 0.95;
+    this.#windowMs = options.windowMs ?? LOAD_WINDOW_MS;
+    this.#saturated = options.saturated ?? SATURATED;
     this.#maxMs = options.maxMs ?? 30_000;
     this.#windowStart = this.#monotonic();
     this.#lastSlackStart = this.#windowStart;
@@ -97,3 +102,6 @@ export function eventLoopUtilization(): () => number {
 
 /** The process's own: one event loop, one lag (its timer starts with the first call). */
 export const processReadLag = new ReadLag();
+
+/** `processReadLag.ms`, to hand to what takes the lag as a function (token buckets' slack, the metrics). */
+export const processReadLagMs = (): number => processReadLag.ms();
