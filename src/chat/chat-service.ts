@@ -186,7 +186,6 @@ export class ChatService {
       guard: this.loop,
       onPresence: (sessionId, userId, active) => this.#onPresence(sessionId, userId, active),
       onDeliveryLatency: (ms) => metrics.deliveryLatency.observe(ms / 1000),
-      onTickSpacing: (factor) => metrics.tickSpacing.set(factor),
       // An overdue tick waits for a commit already queued (see HubOptions.pendingWork); #queue is made below and
       // only read when a tick runs.
       pendingWork: () => this.#queue.busy,
@@ -195,6 +194,7 @@ export class ChatService {
         deps.log.warn({ conn: conn.id, user: conn.userId, session: conn.sessionId }, 'slow consumer cut off');
       },
     });
+    metrics.readTickSpacingFrom(() => this.hub.tickSpacing);
     this.#queue = new CommitQueue(
       deps.store,
       (batch, result, at) => this.#onCommitted(batch, result, at),

@@ -20,6 +20,12 @@ export class Metrics {
   readonly busDropped: client.Counter;
   readonly tickSpacing: client.Gauge;
   readonly readLag: client.Gauge;
+  #tickSpacingNow: () => number = () => 1;
+
+  /** Where `drawchat_tick_spacing_factor` reads its value at each scrape (the hub's `tickSpacing`; 1 until set). */
+  readTickSpacingFrom(read: () => number): void {
+    this.#tickSpacingNow = read;
+  }
 
   /** `readLagMs`: how late the node may be reading its sockets (see `ReadLag`), read at each scrape. */
   constructor(options: { collectDefault?: boolean; readLagMs?: () => number } = {}) {
@@ -76,12 +82,15 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     });
+    const tickSpacingNow = () => this.#tickSpacingNow();
     this.tickSpacing = new client.Gauge({
       name: 'drawchat_tick_spacing_factor',
       help: "Factor on busy rooms' gaps between ticks after a second of a saturated event loop (1: the usual pace)",
       registers,
+      collect() {
+        this.set(tickSpacingNow());
+      },
     });
-    this.tickSpacing.set(1);
     this.readLag = new client.Gauge({
       name: 'drawchat_read_lag_seconds',
       help: 'How late this node may read its sockets: time since its busy event loop last had a pause (0: in time)',

@@ -1,7 +1,7 @@
 import { CloseCode } from '../protocol/close-codes.js';
 import type { ServerEvent } from '../protocol/messages.js';
 import { LONG_TURN_MS, LoopGuard, type LoopTask } from './loop-guard.js';
-import { eventLoopUtilization, LOAD_WINDOW_MS, SATURATED } from './read-lag.js';
+import { LoopLoad, processLoopLoad } from './loop-load.js';
 import type { HubSocket } from './socket.js';
 
 /** One serialised event, shared by every recipient of a tick. */
@@ -125,15 +125,20 @@ export interface HubOptions {
   stormTickCostFactor?: number;
   stormMaxTickMs?: number;
   /**
-   * The share of the last stretch of time (`LOAD_WINDOW_MS`) the event loop was busy, from 0 to 1 (default: from
-   * `performance.eventLoopUtilization()`). Once it has been `SATURATED` or more for `SUSTAINED_WINDOWS` windows in
-   * a row, the loop has no slack: a heart storm's frames, say, take what the ticks leave and queue behind them.
-   * Busy rooms' ticks are then spaced further apart, a quarter more each such window, up to `stormMaxTickMs`, and
-   * come back a quarter for each window under it: each tick writes every socket whatever it carries, so fewer
-   * ticks are what frees the loop.
+   * The event loop's load, in windows (default: the process's, `processLoopLoad`, read on a timer). Once
+   * `SUSTAINED_WINDOWS` windows in a row were saturated (`LoadWindow.saturated`: busy 95 % of the time or more), the
+   * loop has no slack: a heart storm's frames, say, take what the ticks leave and queue behind them. Busy rooms' ticks are then spaced further apart,
+   * a quarter more each such window, up to `stormMaxTickMs`, and come back a quarter for each window under it:
+   * each tick writes every socket whatever it carries, so fewer ticks are what frees the loop. Every window counts,
+   * whether or not a tick was scheduled in it (`tickSpacing`).
+   */
+  loopLoad?: LoopLoad;
+  /**
+   * Or, for tests that drive the clock by hand: the busy share of each window as it ends, from 0 to 1, for a
+   * `LoopLoad` without a timer on `monotonic` (its windows end when the hub reads them).
    */
   loopUtilization?: () => number;
-  /** The factor on busy rooms' gaps between ticks (see `loopUtilization`), each time it changes; 1 is the usual pace. */
+  /** The factor on busy rooms' gaps between ticks (see `loopLoad`), each time it changes; 1 is the usual pace. */
   onTickSpacing?: (factor: number) => void;
   /**
    * True while work queued in the current turn of the event loop will publish to rooms (the group commit of
@@ -207,10 +212,11 @@ export class Hub {
   readonly #now: () => number;
   readonly #monotonic: () => number;
   readonly #guard: LoopGuard;
-  readonly #loopUtilization: () => number;
-  /** Factor (1 or more) on busy rooms' gaps between ticks while the loop is saturated (see `loopUtilization`). */
+  readonly #load: LoopLoad;
+  /** Factor (1 or more) on busy rooms' gaps between ticks while the loop is saturated (see `loopLoad`). */
   #stretch = 1;
-  #loadReadAt = Number.NEGATIVE_INFINITY;
+  /** The last window of `#load` read. */
+  #loadSeen = 0;
   /** Windows in a row the loop was saturated (see `SUSTAINED_WINDOWS`). */
   #saturatedWindows = 0;
   #nextId = 1;
@@ -235,7 +241,11 @@ export class Hub {
     this.#now = options.now ?? Date.now;
     this.#monotonic = options.monotonic ?? (() => performance.now());
     this.#guard = options.guard ?? new LoopGuard({ monotonic: this.#monotonic });
-    this.#loopUtilization = options.loopUtilization ?? eventLoopUtilization();
+    this.#load =
+      options.loopLoad ??
+      (options.loopUtilization
+        ? new LoopLoad({ monotonic: this.#monotonic, loopUtilization: options.loopUtilization, timer: false })
+        : processLoopLoad);
   }
 
   get connectionCount(): number {
@@ -515,18 +525,29 @@ export class Hub {
     return room.joinsThisWindow >= threshold || room.joinsLastWindow >= threshold;
   }
 
-  /** The current `#stretch`, read again from the loop's load once a window (`LOAD_WINDOW_MS`) has passed. */
+  /**
+   * The factor on busy rooms' gaps between ticks now (1: the usual pace), with every window of the loop's load
+   * ended since it was last read (the `drawchat_tick_spacing_factor` gauge reads it at each scrape).
+   */
+  get tickSpacing(): number {
+    return this.#readLoad();
+  }
+
+  /** The current `#stretch`, stepped once for each window of the loop's load ended since the last read. */
   #readLoad(): number {
-    const now = this.#monotonic();
-    if (now - this.#loadReadAt < LOAD_WINDOW_MS) return this.#stretch;
-    this.#loadReadAt = now;
-    const busy = this.#loopUtilization();
+    const windows = this.#load.since(this.#loadSeen);
+    if (windows.length === 0) return this.#stretch;
+    // Windows not kept since the last read: the run of saturated ones is counted afresh.
+    if (windows[0]!.seq !== this.#loadSeen + 1) this.#saturatedWindows = 0;
+    this.#loadSeen = windows.at(-1)!.seq;
     const most = Math.max(1, this.#stormMaxTickMs / this.#maxTickMs);
-    this.#saturatedWindows = busy >= SATURATED ? this.#saturatedWindows + 1 : 0;
     const before = this.#stretch;
-    if (this.#saturatedWindows >= SUSTAINED_WINDOWS)
-      this.#stretch = Math.min(most, this.#stretch * STRETCH_STEP);
-    else if (this.#saturatedWindows === 0) this.#stretch = Math.max(1, this.#stretch / STRETCH_STEP);
+    for (const { saturated } of windows) {
+      this.#saturatedWindows = saturated ? this.#saturatedWindows + 1 : 0;
+      if (this.#saturatedWindows >= SUSTAINED_WINDOWS)
+        this.#stretch = Math.min(most, this.#stretch * STRETCH_STEP);
+      else if (this.#saturatedWindows === 0) this.#stretch = Math.max(1, this.#stretch / STRETCH_STEP);
+    }
     if (this.#stretch !== before) this.#options.onTickSpacing?.(this.#stretch);
     return this.#stretch;
   }

@@ -1,3 +1,5 @@
+import { LoopLoad, type LoopLoadOptions, processLoopLoad } from './loop-load.js';
+
 /**
  * How late this process may be reading its sockets: how long a frame read now may have waited in the kernel,
  * unread, because the event loop had no time for it.
@@ -11,97 +13,56 @@
  * extra capacity instead (`TokenBucket`'s `slackMs`): a client gets the refill of the time its frames may have
  * waited, never more than its rate over that time.
  *
- * The loop's load is read in windows of `windowMs` (from `performance.eventLoopUtilization()`): a window busy for
- * at least `saturated` of its time had no pause worth the name. The lag is the time since the start of the window
- * before the first of a run of such windows (the last one with a pause), up to `maxMs`; 0 once a window had slack.
- * A window ends at the first call after `windowMs`, or at the timer that the first call starts (unref'd, every
- * `windowMs`): without it the first frame after a quiet minute would end a window of a minute, whose few seconds
- * of saturation just before would not show. A busy loop runs that timer late, and the longer window it then ends
- * was saturated all the same. A call costs a clock read and a comparison.
+ * The loop's load is read in windows (`LoopLoad`, shared with the hub's tick spacing): a window busy for at least
+ * 95 % of its time, or ended a whole window late, had no pause worth the name. The lag is the time since the start of the window before
+ * the first of a run of such windows (the last one with a pause), up to `maxMs`; 0 once a window had slack. A call
+ * costs a clock read and a comparison.
  */
-/** How often the event loop's load is read (ms): a window. Shared with the hub's tick spacing. */
-export const LOAD_WINDOW_MS = 250;
-/** At or above this share of busy time over a window the loop had no slack. Shared with the hub's tick spacing. */
-export const SATURATED = 0.95;
-
-export interface ReadLagOptions {
-  /** Monotonic clock in ms (default `performance.now`). */
-  monotonic?: () => number;
-  /** The share of the time since its last call the event loop was busy, 0 to 1 (default: `eventLoopUtilization`). */
-  loopUtilization?: () => number;
-  /** Length of a window (ms, default `LOAD_WINDOW_MS`). */
-  windowMs?: number;
-  /** Busy share from which a window counts as saturated (default `SATURATED`). */
-  saturated?: number;
+export interface ReadLagOptions extends LoopLoadOptions {
+  /** The windows to read (default: a `LoopLoad` of its own, made with these options). */
+  load?: LoopLoad;
   /** The longest lag reported (ms, default 30,000). */
   maxMs?: number;
-  /** End windows on a timer too (default true; tests that drive the clock by hand turn it off). */
-  timer?: boolean;
 }
 
 export class ReadLag {
-  readonly #monotonic: () => number;
-  readonly #utilization: () => number;
-  readonly #windowMs: number;
-  readonly #saturated: number;
+  readonly #load: LoopLoad;
   readonly #maxMs: number;
-  /** Start of the window being measured. */
-  #windowStart: number;
+  /** The last window read. */
+  #seen = 0;
   /** Start of the last window that had slack, while the windows after it were saturated; undefined otherwise. */
   #since: number | undefined;
-  #lastSlackStart: number;
-  #timer: NodeJS.Timeout | undefined | false;
+  #lastSlackStart: number | undefined;
 
   constructor(options: ReadLagOptions = {}) {
-    this.#monotonic = options.monotonic ?? (() => performance.now());
-    this.#utilization = options.loopUtilization ?? eventLoopUtilization();
-    this.#windowMs = options.windowMs ?? LOAD_WINDOW_MS;
-    this.#saturated = options.saturated ?? SATURATED;
+    this.#load = options.load ?? new LoopLoad(options);
     this.#maxMs = options.maxMs ?? 30_000;
-    this.#windowStart = this.#monotonic();
-    this.#lastSlackStart = this.#windowStart;
-    this.#timer = options.timer === false ? false : undefined;
   }
 
   /** The lag in ms: 0 while the loop has slack. */
   ms(): number {
-    if (this.#timer === undefined) {
-      this.#timer = setInterval(() => this.ms(), this.#windowMs);
-      this.#timer.unref();
-      // Windows start now: the time before the first call was not watched.
-      this.#windowStart = this.#monotonic();
-      this.#lastSlackStart = this.#windowStart;
-      this.#utilization();
-    }
-    const now = this.#monotonic();
-    if (now - this.#windowStart >= this.#windowMs) {
-      if (this.#utilization() >= this.#saturated) {
-        this.#since ??= this.#lastSlackStart;
-      } else {
-        this.#since = undefined;
-        this.#lastSlackStart = this.#windowStart;
+    const windows = this.#load.since(this.#seen);
+    if (windows.length > 0) {
+      // Windows before these were not kept: the first one read starts the watch.
+      if (windows[0]!.seq !== this.#seen + 1 || this.#lastSlackStart === undefined)
+        this.#lastSlackStart = windows[0]!.start;
+      for (const w of windows) {
+        if (w.saturated) {
+          this.#since ??= this.#lastSlackStart;
+        } else {
+          this.#since = undefined;
+          this.#lastSlackStart = w.start;
+        }
       }
-      this.#windowStart = now;
+      this.#seen = windows.at(-1)!.seq;
     }
-    return this.#since === undefined ? 0 : Math.min(this.#maxMs, now - this.#since);
+    const since = this.#since;
+    return since === undefined ? 0 : Math.min(this.#maxMs, this.#load.monotonic() - since);
   }
 }
 
-/** The share of the time since its last call the event loop was busy (`performance.eventLoopUtilization`). */
-export function eventLoopUtilization(): () => number {
-  // Test doubles of `performance` (fake timers) may not have it: a loop with slack, then.
-  if (typeof performance.eventLoopUtilization !== 'function') return () => 0;
-  let last = performance.eventLoopUtilization();
-  return () => {
-    const now = performance.eventLoopUtilization();
-    const busy = performance.eventLoopUtilization(now, last)?.utilization ?? 0;
-    last = now;
-    return busy;
-  };
-}
-
-/** The process's own: one event loop, one lag (its timer starts with the first call). */
-export const processReadLag = new ReadLag();
+/** The process's own: one event loop, one lag (read from `processLoopLoad`). */
+export const processReadLag = new ReadLag({ load: processLoopLoad });
 
 /** `processReadLag.ms`, to hand to what takes the lag as a function (token buckets' slack, the metrics). */
 export const processReadLagMs = (): number => processReadLag.ms();

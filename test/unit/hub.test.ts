@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { ServerEvent } from '../../src/protocol/messages.js';
 import { Hub, type HubOptions } from '../../src/realtime/hub.js';
+import { LoopLoad } from '../../src/realtime/loop-load.js';
 import type { HubSocket } from '../../src/realtime/socket.js';
 
 /** An event loop with slack: ticks keep their usual spacing (see HubOptions.loopUtilization). */
@@ -462,6 +463,29 @@ describe('Hub ticks on a saturated event loop', () => {
     expect(relieved[5]!).toBeLessThan(40);
     expect(spacings.slice(5)).toEqual([2, 1.6, 1.28, 1.024, 1]);
     hub.closeAll(1001, 'test');
+  });
+
+  it('counts every window of the loop’s load, also those in which no tick was scheduled: a node gone quiet after a storm is back at the usual pace', () => {
+    // Before, the hub read the load only when it scheduled a tick: after a storm, a quiet minute counted as one
+    // window with slack (a quarter back), and the spacing, and its gauge, stayed up on a node with nothing to send.
+    const clock = { t: 0 };
+    let busy = 1;
+    const load = new LoopLoad({ monotonic: () => clock.t, loopUtilization: () => busy, timer: false });
+    const spacings: number[] = [];
+    const hub = new Hub({ monotonic: () => clock.t, loopLoad: load, onTickSpacing: (f) => spacings.push(f) });
+    const windows = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        clock.t += 250;
+        load.poll(); // what the load's timer does every window
+      }
+    };
+    windows(6);
+    // Six saturated windows, none read by the hub as they ended: the fourth, fifth and sixth each count.
+    expect(hub.tickSpacing).toBeCloseTo(1.25 ** 3, 10);
+    busy = 0.2;
+    windows(40);
+    expect(hub.tickSpacing).toBe(1);
+    expect(spacings).toEqual([1.25 ** 3, 1]);
   });
 
   it('a loop saturated in single windows, as at the edge of a fan-out whose ticks are most of its work, keeps the usual gap', async () => {
