@@ -126,11 +126,11 @@ export interface HubOptions {
   stormMaxTickMs?: number;
   /**
    * The event loop's load, in windows (default: the process's, `processLoopLoad`, read on a timer). Once
-   * `SUSTAINED_WINDOWS` windows in a row were saturated (`LoadWindow.saturated`: busy 95 % of the time or more), the
-   * loop has no slack: a heart storm's frames, say, take what the ticks leave and queue behind them. Busy rooms' ticks are then spaced further apart,
-   * a quarter more each such window, up to `stormMaxTickMs`, and come back a quarter for each window under it:
-   * each tick writes every socket whatever it carries, so fewer ticks are what frees the loop. Every window counts,
-   * whether or not a tick was scheduled in it (`tickSpacing`).
+   * `SUSTAINED_WINDOWS` windows in a row were saturated (`LoadWindow.saturated`: busy 95 % of the time or more),
+   * the loop has no slack: a heart storm's frames, say, take what the ticks leave and queue behind them. Busy
+   * rooms' ticks are then spaced further apart, a quarter more each such window, up to `stormMaxTickMs`, and come
+   * back a quarter for each window under it: each tick writes every socket whatever it carries, so fewer ticks are
+   * what frees the loop. Every window counts, whether or not a tick was scheduled in it (`tickSpacing`).
    */
   loopLoad?: LoopLoad;
   /**

@@ -26,9 +26,9 @@ export interface LoadWindow {
   readonly busy: number;
   /**
    * The loop had no slack in it: busy `saturated` or more of its time, or ended a whole window late (see
-   * `lateIsSaturated`). A window on the timer ends late only when the loop could not run its timer: a turn that held it (a busy spell of seconds that
-   * started late in a window with slack reads, say, 4,000 of 4,200 ms busy, under the threshold) or a process
-   * that got no CPU. Either way nothing was read meanwhile.
+   * `lateIsSaturated`). A window on the timer ends late only when the loop could not run its timer: a turn that
+   * held it (a busy spell of seconds that started late in a window with slack reads, say, 4,000 of 4,200 ms
+   * busy, under the threshold) or a process that got no CPU. Either way nothing was read meanwhile.
    */
   readonly saturated: boolean;
 }

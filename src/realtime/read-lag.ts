@@ -14,9 +14,9 @@ import { LoopLoad, type LoopLoadOptions, processLoopLoad } from './loop-load.js'
  * waited, never more than its rate over that time.
  *
  * The loop's load is read in windows (`LoopLoad`, shared with the hub's tick spacing): a window busy for at least
- * 95 % of its time, or ended a whole window late, had no pause worth the name. The lag is the time since the start of the window before
- * the first of a run of such windows (the last one with a pause), up to `maxMs`; 0 once a window had slack. A call
- * costs a clock read and a comparison.
+ * 95 % of its time, or ended a whole window late, had no pause worth the name. The lag is the time since the start
+ * of the window before the first of a run of such windows (the last one with a pause), up to `maxMs`; 0 once a
+ * window had slack. A call costs a clock read and a comparison.
  */
 export interface ReadLagOptions extends LoopLoadOptions {
   /** The windows to read (default: a `LoopLoad` of its own, made with these options). */
