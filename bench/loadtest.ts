@@ -198,8 +198,22 @@ async function main(): Promise<void> {
         const final = await ctx.gen.final();
         let server: Record<string, number> = {};
         if (target.kind === 'drawchat') {
+          // The totals once every node has read what its sockets held (read lag 0, at most 60 s more; the heart
+          // timer commits within 50 ms of a read): a node that fell behind would otherwise be counted short, and
+          // hearts still unread taken for hearts lost. `caughtUpS`: how long that took (NaN: not within 60 s).
+          const waitFrom = performance.now();
+          let caughtUpS = Number.NaN;
+          while (performance.now() - waitFrom < 60_000) {
+            if ((await metricValue(target.urls, 'drawchat_read_lag_seconds')) === 0) {
+              await sleep(200);
+              caughtUpS = (performance.now() - waitFrom) / 1000;
+              break;
+            }
+            await sleep(250);
+          }
           const totals = await sessionTotals(target.urls[0]!, tokens[0]!);
           server = {
+            caughtUpS,
             totalLikes: totals.totalLikes,
             viewerCount: totals.viewers,
             messagesCommitted: await metricValue(target.urls, 'drawchat_messages_total'),
