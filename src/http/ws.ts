@@ -526,6 +526,9 @@ class SocketSession {
 
   /** The socket closed (through `onWsClose`). */
   closed(code: number, reason: string): void {
+    // A mass disconnect (a network blip, a balancer's restart) is a long poll phase of closes: what has fallen due
+    // meanwhile runs between two of them, as between frames (see LoopGuard).
+    this.deps.service.loop.poke();
     if (this.#closed) return;
     this.#closed = true;
     this.#early = undefined;

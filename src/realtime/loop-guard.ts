@@ -10,9 +10,9 @@
  * (docs/BENCHMARKS.md, item 30).
  *
  * Work scheduled here runs as usual, from its `setImmediate` or `setTimeout`, or from `poke()` once it is due,
- * whichever comes first, and only once. The server pokes at the start of every frame, handshake and HTTP request,
- * so a long poll phase runs what has fallen due between two of its callbacks. A poke that finds nothing due costs
- * one clock read and a comparison.
+ * whichever comes first, and only once. The server pokes at the start of every frame, handshake, close and HTTP
+ * request, so a long poll phase runs what has fallen due between two of its callbacks. A poke that finds nothing
+ * due costs one clock read and a comparison.
  */
 /**
  * A turn of the event loop that has lasted this long (ms) is a long one: work deferred to its end (the group

@@ -433,7 +433,7 @@ describe('profiles of returning users', () => {
 });
 
 describe('deferred work in a long poll phase', () => {
-  it('[issue 5] every handshake, frame and HTTP request pokes the loop guard, which runs the commits and ticks due meanwhile (a heart storm’s poll phase held them back for seconds)', async () => {
+  it('[issue 5] every handshake, frame, close and HTTP request pokes the loop guard, which runs the commits and ticks due meanwhile (a heart storm’s poll phase held them back for seconds; a mass disconnect is such a phase too)', async () => {
     const t = await startServer();
     try {
       const loop = t.server.service.loop;
@@ -457,7 +457,13 @@ describe('deferred work in a long poll phase', () => {
       client.send({ type: 'like' });
       const update = await client.next('session_like_update');
       expect(update.total_likes).toBe(1);
+      const beforeClose = pokes;
       client.close();
+      const hub = t.server.service.hub;
+      const deadline = Date.now() + 5_000;
+      while (hub.connectionCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      expect(hub.connectionCount).toBe(0);
+      expect(pokes).toBeGreaterThan(beforeClose);
     } finally {
       await t.close();
     }
