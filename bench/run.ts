@@ -627,10 +627,10 @@ async function heartsPhase(ctx: LoadContext, target: Target): Promise<Record<str
   const sentEnded = performance.now();
   // Every heart counted: the session total, read every 100 ms, has not moved for a second, and the server has read
   // everything its sockets held (its read lag is 0: its event loop has had a pause since); `stableAt` is when the
-  // total was first seen at its final value. A server that fell seconds behind (machine 13: 40 s) took a second
-  // without a commit for the end while hearts still waited in its sockets: counted short, "NOT exact", though
-  // nothing was lost. The deadline is long enough for such a server to catch up; past it, the result says it had
-  // not (`caughtUp`), so that hearts still unread are not taken for hearts lost.
+  // total was first seen at its final value. A server that fell far behind (machine 13: about 40 s) showed a total
+  // that stood still for a second right after a stall of its loop, while hearts may still have waited in its
+  // sockets: 621 short, "NOT exact", and no way to tell unread from lost. The deadline is long enough for such a
+  // server to catch up; past it, the result says it had not (`caughtUp`).
   let last = -1;
   let total = before.totalLikes;
   const deadline = performance.now() + 120_000;
