@@ -83,12 +83,6 @@ export class LoopLoad {
     this.#lateIsSaturated = options.lateIsSaturated ?? options.timer !== false;
   }
 
-  /** Start of the first window (monotonic ms), once windows are being read. */
-  get startedAt(): number {
-    this.#watch();
-    return this.#windows[0]?.start ?? this.#windowStart;
-  }
-
   /**
    * The windows ended after the one numbered `after` (0: all kept), oldest first; ends the current window first
    * if it is due. Costs a clock read and a comparison when nothing has ended.

@@ -62,7 +62,7 @@ export class ReadLag {
 }
 
 /** The process's own: one event loop, one lag (read from `processLoopLoad`). */
-export const processReadLag = new ReadLag({ load: processLoopLoad });
+const processReadLag = new ReadLag({ load: processLoopLoad });
 
 /** `processReadLag.ms`, to hand to what takes the lag as a function (token buckets' slack, the metrics). */
 export const processReadLagMs = (): number => processReadLag.ms();
