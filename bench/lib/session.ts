@@ -60,11 +60,15 @@ export interface LoadContext {
   mon: Monitor;
   target: Target;
   progress: Progress;
-  /** Runs the target at `rate` messages/s (and `hearts`/s) for `seconds`; figures of the seconds after `warmS`. */
+  /**
+   * Runs the target at `rate` messages/s (and `hearts`/s) for `seconds`; figures of the seconds after `warmS`.
+   * With `stop`, sending stops when the seconds are up, not when the monitor's next tick is in: a tick waits for
+   * the server's probe, and a server far behind answers it late, while the generator would go on offering load.
+   */
   hold(
     rate: number,
     seconds: number,
-    o?: { hearts?: number; warmS?: number; phase?: string },
+    o?: { hearts?: number; warmS?: number; phase?: string; stop?: boolean },
   ): Promise<WindowStats>;
   /** Stops sending and waits until deliveries have (nearly) stopped. */
   drain(maxMs?: number): Promise<void>;
@@ -97,6 +101,10 @@ export async function withLoad<T>(
       gen.setRates(rate, h.hearts ?? 0);
       const t0 = mon.now();
       await sleep(seconds * 1000);
+      if (h.stop) {
+        gen.setRates(0, 0);
+        mon.offered = 0;
+      }
       // The tick that covers the last second must be in.
       await mon.nextTick();
       return mon.window(t0 + (h.warmS ?? 1), mon.now());
