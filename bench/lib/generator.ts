@@ -471,6 +471,16 @@ export class Monitor {
     return summary(this.#allLatency);
   }
 
+  /**
+   * Takes a tick now, or waits for the one in flight: a phase that stops sending ends its figures here, so that its
+   * last tick is not a second of which only a part had load.
+   */
+  async tickNow(): Promise<TimePoint> {
+    if (this.#busy) return this.nextTick();
+    await this.#tick();
+    return this.points.at(-1)!;
+  }
+
   /** Waits until the next tick has been recorded. */
   async nextTick(): Promise<TimePoint> {
     const n = this.points.length;

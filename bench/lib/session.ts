@@ -63,7 +63,8 @@ export interface LoadContext {
   /**
    * Runs the target at `rate` messages/s (and `hearts`/s) for `seconds`; figures of the seconds after `warmS`.
    * With `stop`, sending stops when the seconds are up, not when the monitor's next tick is in: a tick waits for
-   * the server's probe, and a server far behind answers it late, while the generator would go on offering load.
+   * the server's probe, and a server far behind answers it late, while the generator would go on offering load;
+   * a tick is then taken at once, and the figures end with it.
    */
   hold(
     rate: number,
@@ -104,9 +105,12 @@ export async function withLoad<T>(
       if (h.stop) {
         gen.setRates(0, 0);
         mon.offered = 0;
+        // The last tick ends at the stop: no second of the figures is partly without load.
+        await mon.tickNow();
+      } else {
+        // The tick that covers the last second must be in.
+        await mon.nextTick();
       }
-      // The tick that covers the last second must be in.
-      await mon.nextTick();
       return mon.window(t0 + (h.warmS ?? 1), mon.now());
     },
     async drain(maxMs = 5000) {

@@ -263,6 +263,44 @@ describe('load generator: stopped by a signal', () => {
   }, 60_000);
 });
 
+describe('load generator: a short load test', () => {
+  const out = mkdtempSync(join(tmpdir(), 'drawchat-loadtest-'));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it('[issue 5] sends what was asked for the seconds asked, and every message and heart arrives', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'bench/loadtest.ts',
+        ...['--viewers', '40', '--senders', '5', '--rate', '20', '--hearts', '200', '--duration', '2'],
+        ...['--workers', '1', '--out', join(out, 'lt')],
+      ],
+      { cwd: ROOT, stdio: 'ignore', detached: true },
+    );
+    try {
+      const code = await new Promise((resolve) => child.once('exit', resolve));
+      expect(code).toBe(0);
+    } finally {
+      killGroup(child.pid);
+    }
+    const result = JSON.parse(readFileSync(join(out, 'lt.json'), 'utf8'));
+    const { final, server } = result;
+    // Sending stops when the 2 s are up, not at the monitor's next tick (which waits for the server): a tenth over
+    // is room for the stop's trip to the client process.
+    expect(final.sent).toBeGreaterThan(0);
+    expect(final.sent).toBeLessThanOrEqual(20 * 2 * 1.1);
+    expect(final.heartsSent).toBeGreaterThan(0);
+    expect(final.heartsSent).toBeLessThanOrEqual(200 * 2 * 1.1);
+    // Every message came back to its sender, and every heart not refused is in the session's total.
+    expect(final.acked).toBe(final.sent);
+    expect(server.totalLikes).toBe(final.heartsSent - final.heartsRefused);
+    expect(server.caughtUpS).toBeTypeOf('number');
+    expect(result.loaded.latency.count).toBeGreaterThan(0);
+  }, 120_000);
+});
+
 describe('load generator: the baselines deliver the same bytes as draw-chat', () => {
   it('gives a message the same fields, in the same order and of the same length, on every target', async () => {
     const mint = await TokenMint.open();
