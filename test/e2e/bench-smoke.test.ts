@@ -224,24 +224,21 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * `npm run loadtest` with `args`, in its own process group: a signal the test sends reaches the load test alone, as
+ * `kill <pid>` does, and `killGroup` ends it with every process it started.
+ */
+function spawnLoadtest(args: string[]) {
+  return spawn(process.execPath, ['--import', 'tsx', 'bench/loadtest.ts', ...args], {
+    cwd: ROOT,
+    stdio: 'ignore',
+    detached: true,
+  });
+}
+
 describe('load generator: stopped by a signal', () => {
   it('stops the server it was still starting (it used to outlive the load test, adopted by init)', async () => {
-    // Its own process group, so that the test sends the signal to the load test alone, as `kill <pid>` does.
-    const child = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        'bench/loadtest.ts',
-        '--viewers',
-        '10',
-        '--duration',
-        '1',
-        '--out',
-        join(tmpdir(), 'lt-signal'),
-      ],
-      { cwd: ROOT, stdio: 'ignore', detached: true },
-    );
+    const child = spawnLoadtest(['--viewers', '10', '--duration', '1', '--out', join(tmpdir(), 'lt-signal')]);
     try {
       let servers: number[] = [];
       for (let i = 0; i < 300 && servers.length === 0; i++) {
@@ -268,17 +265,10 @@ describe('load generator: a short load test', () => {
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
   it('[issue 5] sends what was asked for the seconds asked, and every message and heart arrives', async () => {
-    const child = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        'bench/loadtest.ts',
-        ...['--viewers', '40', '--senders', '5', '--rate', '20', '--hearts', '200', '--duration', '2'],
-        ...['--workers', '1', '--out', join(out, 'lt')],
-      ],
-      { cwd: ROOT, stdio: 'ignore', detached: true },
-    );
+    const child = spawnLoadtest([
+      ...['--viewers', '40', '--senders', '5', '--rate', '20', '--hearts', '200', '--duration', '2'],
+      ...['--workers', '1', '--out', join(out, 'lt')],
+    ]);
     try {
       const code = await new Promise((resolve) => child.once('exit', resolve));
       expect(code).toBe(0);
