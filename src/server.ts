@@ -83,10 +83,7 @@ export async function createServer(settings: Settings, options: ServerOptions = 
       );
     }
     verifier = createTokenVerifier(settings, { ...options.auth, clock, devKeys });
-    const metrics = new Metrics({
-      collectDefault: options.processMetrics !== false,
-      readLagMs: processReadLagMs,
-    });
+    const metrics = new Metrics({ collectDefault: options.processMetrics !== false });
     const schedule = new DrawSchedule({
       cron: settings.drawSchedule,
       timezone: settings.drawTimezone,
@@ -111,6 +108,7 @@ export async function createServer(settings: Settings, options: ServerOptions = 
       createPresence: cluster?.createPresence,
       userReadWindowMs: options.userReadWindowMs,
     });
+    metrics.readAtScrape({ readLagMs: processReadLagMs, tickSpacing: () => service.hub.tickSpacing });
     await service.start();
     const app = await buildApp({
       settings,

@@ -194,7 +194,6 @@ export class ChatService {
         deps.log.warn({ conn: conn.id, user: conn.userId, session: conn.sessionId }, 'slow consumer cut off');
       },
     });
-    metrics.readTickSpacingFrom(() => this.hub.tickSpacing);
     this.#queue = new CommitQueue(
       deps.store,
       (batch, result, at) => this.#onCommitted(batch, result, at),

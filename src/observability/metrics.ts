@@ -1,5 +1,11 @@
 import client from 'prom-client';
 
+/** The values the gauges read at each scrape. */
+export interface ScrapeSources {
+  readLagMs: () => number;
+  tickSpacing: () => number;
+}
+
 /** Prometheus metrics of one node. Each instance has its own registry, so tests can run several apps. */
 export class Metrics {
   readonly registry = new client.Registry();
@@ -20,16 +26,20 @@ export class Metrics {
   readonly busDropped: client.Counter;
   readonly tickSpacing: client.Gauge;
   readonly readLag: client.Gauge;
-  #tickSpacingNow: () => number = () => 1;
+  /** What the gauges read at each scrape (see `readAtScrape`). */
+  #sources: ScrapeSources = { readLagMs: () => 0, tickSpacing: () => 1 };
 
-  /** Where `drawchat_tick_spacing_factor` reads its value at each scrape (the hub's `tickSpacing`; 1 until set). */
-  readTickSpacingFrom(read: () => number): void {
-    this.#tickSpacingNow = read;
+  /**
+   * Where the gauges that are read at each scrape take their values: `drawchat_read_lag_seconds` from `readLagMs`
+   * (how late the node may be reading its sockets, see `ReadLag`; 0 until set) and `drawchat_tick_spacing_factor`
+   * from `tickSpacing` (the hub's; 1 until set).
+   */
+  readAtScrape(sources: Partial<ScrapeSources>): void {
+    this.#sources = { ...this.#sources, ...sources };
   }
 
-  /** `readLagMs`: how late the node may be reading its sockets (see `ReadLag`), read at each scrape. */
-  constructor(options: { collectDefault?: boolean; readLagMs?: () => number } = {}) {
-    const readLagMs = options.readLagMs ?? (() => 0);
+  constructor(options: { collectDefault?: boolean } = {}) {
+    const sources = () => this.#sources;
     const registers = [this.registry];
     this.connections = new client.Gauge({
       name: 'drawchat_open_connections',
@@ -82,13 +92,12 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     });
-    const tickSpacingNow = () => this.#tickSpacingNow();
     this.tickSpacing = new client.Gauge({
       name: 'drawchat_tick_spacing_factor',
       help: "Factor on busy rooms' gaps between ticks after a second of a saturated event loop (1: the usual pace)",
       registers,
       collect() {
-        this.set(tickSpacingNow());
+        this.set(sources().tickSpacing());
       },
     });
     this.readLag = new client.Gauge({
@@ -96,7 +105,7 @@ export class Metrics {
       help: 'How late this node may read its sockets: time since its busy event loop last had a pause (0: in time)',
       registers,
       collect() {
-        this.set(readLagMs() / 1000);
+        this.set(sources().readLagMs() / 1000);
       },
     });
     this.slowConsumers = new client.Counter({

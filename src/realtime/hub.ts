@@ -1,7 +1,7 @@
 import { CloseCode } from '../protocol/close-codes.js';
 import type { ServerEvent } from '../protocol/messages.js';
 import { LONG_TURN_MS, LoopGuard, type LoopTask } from './loop-guard.js';
-import { LoopLoad, processLoopLoad } from './loop-load.js';
+import { type LoadReader, LoopLoad, processLoopLoad } from './loop-load.js';
 import type { HubSocket } from './socket.js';
 
 /** One serialised event, shared by every recipient of a tick. */
@@ -212,11 +212,9 @@ export class Hub {
   readonly #now: () => number;
   readonly #monotonic: () => number;
   readonly #guard: LoopGuard;
-  readonly #load: LoopLoad;
+  readonly #load: LoadReader;
   /** Factor (1 or more) on busy rooms' gaps between ticks while the loop is saturated (see `loopLoad`). */
   #stretch = 1;
-  /** The last window of `#load` read. */
-  #loadSeen = 0;
   /** Windows in a row the loop was saturated (see `SUSTAINED_WINDOWS`). */
   #saturatedWindows = 0;
   #nextId = 1;
@@ -241,11 +239,12 @@ export class Hub {
     this.#now = options.now ?? Date.now;
     this.#monotonic = options.monotonic ?? (() => performance.now());
     this.#guard = options.guard ?? new LoopGuard({ monotonic: this.#monotonic });
-    this.#load =
+    this.#load = (
       options.loopLoad ??
       (options.loopUtilization
         ? new LoopLoad({ monotonic: this.#monotonic, loopUtilization: options.loopUtilization, timer: false })
-        : processLoopLoad);
+        : processLoopLoad)
+    ).reader();
   }
 
   get connectionCount(): number {
@@ -535,11 +534,10 @@ export class Hub {
 
   /** The current `#stretch`, stepped once for each window of the loop's load ended since the last read. */
   #readLoad(): number {
-    const windows = this.#load.since(this.#loadSeen);
+    const { windows, fresh } = this.#load.read();
     if (windows.length === 0) return this.#stretch;
     // Windows not kept since the last read: the run of saturated ones is counted afresh.
-    if (windows[0]!.seq !== this.#loadSeen + 1) this.#saturatedWindows = 0;
-    this.#loadSeen = windows.at(-1)!.seq;
+    if (fresh) this.#saturatedWindows = 0;
     const most = Math.max(1, this.#stormMaxTickMs / this.#maxTickMs);
     const before = this.#stretch;
     for (const { saturated } of windows) {

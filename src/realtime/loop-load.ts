@@ -56,6 +56,15 @@ export interface LoopLoadOptions {
   timer?: boolean;
 }
 
+/** One reader's place in a `LoopLoad` (`LoopLoad.reader`). */
+export interface LoadReader {
+  /**
+   * The windows ended since this reader's last read, oldest first, and `fresh`: true on the first read that finds
+   * windows, and when windows ended before these are no longer kept (a run the reader counts starts again).
+   */
+  read(): { windows: readonly LoadWindow[]; fresh: boolean };
+}
+
 const NONE: readonly LoadWindow[] = Object.freeze([]);
 
 export class LoopLoad {
@@ -93,6 +102,20 @@ export class LoopLoad {
     if (after >= this.#seq) return NONE;
     const first = this.#seq - this.#windows.length + 1;
     return this.#windows.slice(Math.max(0, after + 1 - first));
+  }
+
+  /** A reader of its own for each thing that acts on the load (the hub, `ReadLag`). */
+  reader(): LoadReader {
+    let seen = 0;
+    return {
+      read: () => {
+        const windows = this.since(seen);
+        if (windows.length === 0) return { windows, fresh: false };
+        const fresh = seen === 0 || windows[0]!.seq !== seen + 1;
+        seen = windows.at(-1)!.seq;
+        return { windows, fresh };
+      },
+    };
   }
 
   #watch(): void {

@@ -1,4 +1,4 @@
-import { LoopLoad, type LoopLoadOptions, processLoopLoad } from './loop-load.js';
+import { type LoadReader, LoopLoad, type LoopLoadOptions, processLoopLoad } from './loop-load.js';
 
 /**
  * How late this process may be reading its sockets: how long a frame read now may have waited in the kernel,
@@ -27,34 +27,31 @@ export interface ReadLagOptions extends LoopLoadOptions {
 
 export class ReadLag {
   readonly #load: LoopLoad;
+  readonly #reader: LoadReader;
   readonly #maxMs: number;
-  /** The last window read. */
-  #seen = 0;
   /** Start of the last window that had slack, while the windows after it were saturated; undefined otherwise. */
   #since: number | undefined;
-  #lastSlackStart: number | undefined;
+  /** Start of the last window read that had slack (set by the first read that finds windows). */
+  #lastSlackStart = 0;
 
   constructor(options: ReadLagOptions = {}) {
     this.#load = options.load ?? new LoopLoad(options);
+    this.#reader = this.#load.reader();
     this.#maxMs = options.maxMs ?? 30_000;
   }
 
   /** The lag in ms: 0 while the loop has slack. */
   ms(): number {
-    const windows = this.#load.since(this.#seen);
-    if (windows.length > 0) {
-      // Windows before these were not kept: the first one read starts the watch.
-      if (windows[0]!.seq !== this.#seen + 1 || this.#lastSlackStart === undefined)
-        this.#lastSlackStart = windows[0]!.start;
-      for (const w of windows) {
-        if (w.saturated) {
-          this.#since ??= this.#lastSlackStart;
-        } else {
-          this.#since = undefined;
-          this.#lastSlackStart = w.start;
-        }
+    const { windows, fresh } = this.#reader.read();
+    // The first windows read, or windows before these no longer kept: the first one read starts the watch.
+    if (fresh) this.#lastSlackStart = windows[0]!.start;
+    for (const w of windows) {
+      if (w.saturated) {
+        this.#since ??= this.#lastSlackStart;
+      } else {
+        this.#since = undefined;
+        this.#lastSlackStart = w.start;
       }
-      this.#seen = windows.at(-1)!.seq;
     }
     const since = this.#since;
     return since === undefined ? 0 : Math.min(this.#maxMs, this.#load.monotonic() - since);

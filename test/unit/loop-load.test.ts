@@ -60,6 +60,29 @@ describe('LoopLoad (clock and loop load injected)', () => {
     expect(load.since(5)).toEqual([]);
   });
 
+  it('keeps each reader’s place: fresh on its first windows and after windows it missed were dropped', () => {
+    const { clock, load } = loadOf([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], 2);
+    const a = load.reader();
+    const b = load.reader();
+    const end = (t: number) => {
+      clock.t = t;
+      load.poll();
+    };
+    expect(a.read()).toEqual({ windows: [], fresh: false });
+    end(250);
+    expect(a.read()).toMatchObject({ windows: [{ seq: 1 }], fresh: true });
+    end(500);
+    expect(a.read()).toMatchObject({ windows: [{ seq: 2 }], fresh: false });
+    end(750);
+    end(1000);
+    end(1250);
+    // Two kept (4 and 5): a missed window 3, so its run starts again; b's first read is fresh too.
+    expect(a.read()).toMatchObject({ windows: [{ seq: 4 }, { seq: 5 }], fresh: true });
+    expect(b.read()).toMatchObject({ windows: [{ seq: 4 }, { seq: 5 }], fresh: true });
+    end(1500);
+    expect(b.read()).toMatchObject({ windows: [{ seq: 6, busy: 0.6 }], fresh: false });
+  });
+
   it('ends windows on its own timer once read, so a reader that comes late sees them one by one', async () => {
     const load = new LoopLoad({ windowMs: 20, loopUtilization: () => 0.3 });
     expect(load.since(0)).toEqual([]);
