@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { ChatService } from './chat/chat-service.js';
-import type { Settings } from './config/settings.js';
+import { ADMIN_KEY_MIN_LENGTH, type Settings } from './config/settings.js';
 import { type Clock, systemClock } from './domain/clock.js';
 import { DrawSchedule } from './domain/schedule.js';
 import { buildApp } from './http/app.js';
@@ -80,6 +80,11 @@ export async function createServer(settings: Settings, options: ServerOptions = 
     if (settings.devAuth) {
       logger.warn(
         'dev auth mode: this server signs its own tokens (POST /live-chat/dev/token). Set AUTH_JWKS_URL or DESCOPE_PROJECT_ID for real users.',
+      );
+    }
+    if (settings.adminApiKey !== undefined && settings.adminApiKey.length < ADMIN_KEY_MIN_LENGTH) {
+      logger.warn(
+        `LIVE_CHAT_ADMIN_API_KEY is shorter than ${ADMIN_KEY_MIN_LENGTH} characters: fine for a laptop, refused with NODE_ENV=production.`,
       );
     }
     verifier = createTokenVerifier(settings, { ...options.auth, clock, devKeys });

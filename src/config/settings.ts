@@ -99,9 +99,8 @@ const EnvSchema = z.object({
   LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: positiveInt.default(10),
   LIVE_CHAT_MESSAGE_HISTORY_LIMIT: positiveInt.max(10_000).default(100),
   LIVE_CHAT_MAX_MESSAGE_LENGTH: positiveInt.max(100_000).default(500),
-  LIVE_CHAT_ADMIN_API_KEY: optionalString.refine((v) => v === undefined || v.length >= 16, {
-    message: 'must be at least 16 characters',
-  }),
+  // Its length is checked below: at least ADMIN_KEY_MIN_LENGTH in production, a warning at start elsewhere.
+  LIVE_CHAT_ADMIN_API_KEY: optionalString,
   DRAW_SCHEDULE: optionalString,
   DRAW_TIMEZONE: z
     .string()
@@ -225,6 +224,12 @@ export function isLoopbackHost(hostname: string): boolean {
   return LOOPBACK_HOSTS.has(hostname) || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 
+/**
+ * The admin key's least length in production (a shorter one is refused there; elsewhere the server starts and
+ * warns, see `settingsWarnings`).
+ */
+export const ADMIN_KEY_MIN_LENGTH = 16;
+
 /** Parse, validate, apply defaults, freeze. Throws `SettingsError` naming the first bad setting. */
 export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const input: Record<string, string> = {};
@@ -260,9 +265,15 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       throw new SettingsError(`Invalid setting ${name}: must be an https: URL`);
     }
   }
-  if (e.AUTH_JWKS_URL && e.DESCOPE_PROJECT_ID) {
+  // Both may be set: the keys then come from AUTH_JWKS_URL (a proxy or mirror of the project's keys), and the
+  // issuer is still checked against the project id unless AUTH_ISSUER names it.
+  if (
+    production &&
+    e.LIVE_CHAT_ADMIN_API_KEY !== undefined &&
+    e.LIVE_CHAT_ADMIN_API_KEY.length < ADMIN_KEY_MIN_LENGTH
+  ) {
     throw new SettingsError(
-      'Invalid setting AUTH_JWKS_URL: set either AUTH_JWKS_URL or DESCOPE_PROJECT_ID, not both',
+      `Invalid setting LIVE_CHAT_ADMIN_API_KEY: must be at least ${ADMIN_KEY_MIN_LENGTH} characters with NODE_ENV=production`,
     );
   }
   const devAuth = !e.AUTH_JWKS_URL && !e.DESCOPE_PROJECT_ID;

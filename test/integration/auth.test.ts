@@ -618,6 +618,21 @@ describe('Descope', () => {
     expect(await reasonOf(verifier.verify(await sign(keyA, { iss: 'P2abc' })))).toContain('iss');
   });
 
+  it('with AUTH_JWKS_URL also set, takes the keys from it and still checks the issuer against the project id', async () => {
+    jwks = await newServer([keyA.publicJwk]);
+    const { verifier } = verifierFor({
+      DESCOPE_PROJECT_ID: 'P2abc',
+      AUTH_JWKS_URL: `${jwks.url}/mirror/jwks.json`,
+    });
+    await expect(
+      verifier.verify(await sign(keyA, { iss: 'https://api.descope.com/P2abc' })),
+    ).resolves.toMatchObject({
+      userId: 'U1',
+    });
+    expect(await reasonOf(verifier.verify(await sign(keyA, { iss: 'P2other' })))).toContain('iss');
+    expect(jwks.requests).toEqual(['/mirror/jwks.json']);
+  });
+
   it('refuses refresh tokens', async () => {
     jwks = await newServer([keyA.publicJwk]);
     const { verifier } = verifierFor(env(jwks));

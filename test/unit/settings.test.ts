@@ -143,6 +143,34 @@ describe('dev auth detection', () => {
     expect(prod.devAuth).toBe(false);
   });
 
+  it('[SPEC §2] AUTH_JWKS_URL and DESCOPE_PROJECT_ID together: keys from the URL, the project id for the issuer', () => {
+    const both = loadSettings({
+      AUTH_JWKS_URL: 'https://keys.example.com/jwks',
+      DESCOPE_PROJECT_ID: 'P2abc',
+    });
+    expect(both.devAuth).toBe(false);
+    expect(both.authJwksUrl).toBe('https://keys.example.com/jwks');
+    expect(both.descopeProjectId).toBe('P2abc');
+  });
+
+  it('[SPEC §7] an admin key shorter than 16 characters starts outside production, and is refused in it', () => {
+    expect(loadSettings({ LIVE_CHAT_ADMIN_API_KEY: 'admin-key' }).adminApiKey).toBe('admin-key');
+    expect(
+      loadSettings({
+        LIVE_CHAT_ADMIN_API_KEY: 'x'.repeat(16),
+        NODE_ENV: 'production',
+        DESCOPE_PROJECT_ID: 'P2abc',
+      }).adminApiKey,
+    ).toBe('x'.repeat(16));
+    expect(
+      refusal({
+        LIVE_CHAT_ADMIN_API_KEY: 'x'.repeat(15),
+        NODE_ENV: 'production',
+        DESCOPE_PROJECT_ID: 'P2abc',
+      }).message,
+    ).toMatch(/^Invalid setting LIVE_CHAT_ADMIN_API_KEY: must be at least 16 characters/);
+  });
+
   it('[SPEC §2] an http: JWKS URL is accepted for loopback addresses', () => {
     expect(loadSettings({ AUTH_JWKS_URL: 'http://127.0.0.1:9999/jwks' }).authJwksUrl).toBe(
       'http://127.0.0.1:9999/jwks',
@@ -168,7 +196,10 @@ describe('invalid settings stop start-up with one line naming the setting', () =
     ['LIVE_CHAT_POST_DRAW_HOURS', { LIVE_CHAT_POST_DRAW_HOURS: 'one' }],
     ['LIVE_CHAT_MESSAGE_HISTORY_LIMIT', { LIVE_CHAT_MESSAGE_HISTORY_LIMIT: '0' }],
     ['LIVE_CHAT_MAX_MESSAGE_LENGTH', { LIVE_CHAT_MAX_MESSAGE_LENGTH: '-5' }],
-    ['LIVE_CHAT_ADMIN_API_KEY', { LIVE_CHAT_ADMIN_API_KEY: 'short' }],
+    [
+      'LIVE_CHAT_ADMIN_API_KEY',
+      { LIVE_CHAT_ADMIN_API_KEY: 'short', NODE_ENV: 'production', DESCOPE_PROJECT_ID: 'P2abc' },
+    ],
     ['DRAW_TIMEZONE', { DRAW_TIMEZONE: 'Mars/Base' }],
     ['DRAW_SCHEDULE', { DRAW_SCHEDULE: 'bad' }],
     ['DRAW_SCHEDULE', { DRAW_SCHEDULE: '0 0 20 * * 5' }],
@@ -182,7 +213,6 @@ describe('invalid settings stop start-up with one line naming the setting', () =
     ['REDIS_URL', { REDIS_URL: 'http://cache:6379' }],
     ['AUTH_JWKS_URL', { AUTH_JWKS_URL: 'http://example.com/jwks' }],
     ['AUTH_JWKS_URL', { AUTH_JWKS_URL: 'not a url' }],
-    ['AUTH_JWKS_URL', { AUTH_JWKS_URL: 'https://a.example.com/jwks', DESCOPE_PROJECT_ID: 'P2abc' }],
     ['DESCOPE_PROJECT_ID', { DESCOPE_PROJECT_ID: 'P2 abc' }],
     ['DESCOPE_BASE_URL', { DESCOPE_PROJECT_ID: 'P2abc', DESCOPE_BASE_URL: 'http://auth.example.com' }],
     ['LIVE_CHAT_MAX_CONNECTIONS_PER_USER', { LIVE_CHAT_MAX_CONNECTIONS_PER_USER: '0' }],
@@ -212,7 +242,10 @@ describe('invalid settings stop start-up with one line naming the setting', () =
   });
 
   it('[SPEC §7] the admin key is never echoed in the error', () => {
-    expect(refusal({ LIVE_CHAT_ADMIN_API_KEY: 'tooshort' }).message).not.toContain('tooshort');
+    expect(
+      refusal({ LIVE_CHAT_ADMIN_API_KEY: 'tooshort', NODE_ENV: 'production', DESCOPE_PROJECT_ID: 'P2abc' })
+        .message,
+    ).not.toContain('tooshort');
   });
 });
 
