@@ -669,16 +669,23 @@ export class ChatService {
 
   // ------------------------------------------------------------------ writes
 
+  /**
+   * Stores a message (or finds the one a retry with the same `clientMsgId` stored). `duplicate`: it was stored
+   * before; `toRoom`: this call is what sends it to the room (the sender's socket among them), so the sender
+   * needs no answer of its own. A fresh message goes to the room after its commit; so does a retry of one whose
+   * commit took effect but whose answer was lost (a PostgreSQL COMMIT that timed out after the fact), which
+   * nobody was sent: the room gets it from the database, in id order.
+   */
   async sendMessage(
     user: ChatUser,
     input: { message: string; clientMsgId?: string; sessionId?: number },
-  ): Promise<{ message: ChatMessage; duplicate: boolean }> {
+  ): Promise<{ message: ChatMessage; duplicate: boolean; toRoom: boolean }> {
     const session = await this.requireActive(input.sessionId);
     const text = normalizeMessageText(input.message, this.#deps.settings.maxMessageLength);
     const sessionId = session.record.id;
     if (input.clientMsgId) {
       const known = session.byClientId.get(clientKey(user.userId, input.clientMsgId));
-      if (known) return { message: toWireMessage(known, session.winners), duplicate: true };
+      if (known) return { message: toWireMessage(known, session.winners), duplicate: true, toRoom: false };
     }
     const decision = await this.limits.message(sessionId, user.userId);
     if (!decision.ok) {
@@ -706,9 +713,24 @@ export class ChatService {
       decision.refund();
       throw err;
     }
-    if (result.duplicate) decision.refund();
+    let toRoom = !result.duplicate;
+    if (result.duplicate) {
+      decision.refund();
+      toRoom = await this.#deliverUnsent(sessionId, result.message.id);
+    }
     const winners = this.#active?.record.id === sessionId ? this.#active.winners : session.winners;
-    return { message: toWireMessage(result.message, winners), duplicate: result.duplicate };
+    return { message: toWireMessage(result.message, winners), duplicate: result.duplicate, toRoom };
+  }
+
+  /**
+   * A message stored earlier that this node has not delivered yet (above the room's last id): read from the
+   * database with everything before it, and delivered. True if it is delivered now.
+   */
+  async #deliverUnsent(sessionId: number, id: number): Promise<boolean> {
+    const unsent = () => id > (this.#sequencer.lastId(sessionId) ?? Number.POSITIVE_INFINITY);
+    if (!unsent()) return false;
+    await this.#sequencer.catchUp(sessionId);
+    return !unsent();
   }
 
   async likeSession(

@@ -686,13 +686,13 @@ class SocketSession {
     const sessionId = this.#handle!.sessionId;
     switch (command.type) {
       case 'message': {
-        const { message, duplicate } = await service.sendMessage(user, {
+        const { message, toRoom } = await service.sendMessage(user, {
           message: command.message,
           clientMsgId: command.client_msg_id,
           sessionId,
         });
-        // A fresh message reaches the sender through the room broadcast; a retry only needs its answer.
-        if (duplicate) this.#send({ type: 'new_message', message });
+        // A message sent to the room reaches the sender there; a retry of one delivered before only needs its answer.
+        if (!toRoom) this.#send({ type: 'new_message', message });
         return;
       }
       case 'like':

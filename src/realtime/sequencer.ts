@@ -29,6 +29,8 @@ interface Stream {
   holds: number;
   timer: NodeJS.Timeout | undefined;
   filling: Promise<void> | undefined;
+  /** The catch-up asked for while `filling` was in flight: one more read, once it ends. */
+  again: Promise<void> | undefined;
 }
 
 /**
@@ -51,7 +53,14 @@ export class Sequencer {
   /** Starts (or restarts) a session's stream after `lastId`, the newest message already delivered. */
   open(sessionId: number, lastId: number): void {
     this.close(sessionId);
-    this.#streams.set(sessionId, { lastId, held: new Map(), holds: 0, timer: undefined, filling: undefined });
+    this.#streams.set(sessionId, {
+      lastId,
+      held: new Map(),
+      holds: 0,
+      timer: undefined,
+      filling: undefined,
+      again: undefined,
+    });
   }
 
   close(sessionId: number): void {
@@ -79,11 +88,23 @@ export class Sequencer {
     }, this.#holdMs);
   }
 
-  /** Reads from the database whatever came after the last delivered message (after a gap, or a reconnect). */
+  /**
+   * Reads from the database whatever came after the last delivered message (after a gap, or a reconnect). Ends
+   * once a read that began after the call has ended: asked for while a read is in flight, it reads again after
+   * that one (which may have begun before what the caller waits for was committed); calls during the same read
+   * share that next one.
+   */
   catchUp(sessionId: number): Promise<void> {
     const s = this.#streams.get(sessionId);
     if (!s) return Promise.resolve();
-    s.filling ??= (async () => {
+    if (s.filling) {
+      s.again ??= s.filling.then(() => {
+        s.again = undefined;
+        return this.catchUp(sessionId);
+      });
+      return s.again;
+    }
+    s.filling = (async () => {
       try {
         for (;;) {
           const after = s.lastId;

@@ -882,6 +882,44 @@ describe.skipIf(!ready)('faults (issue 6)', () => {
     expect(seenIds(joiner).filter((id) => id === committed)).toHaveLength(1);
   });
 
+  it('[H-FAULT-15] a commit that took effect but whose answer was lost (a COMMIT timing out after the fact): the retry with the same client_msg_id gets the stored message, and every viewer sees it live, once', async () => {
+    const n = await startNode({ env: { LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '1000' } });
+    later(() => n.close());
+    const sender = await n.token('lost-answer-sender');
+    const sid = await n.sessionId(sender);
+    const s = await n.connect(sid, sender);
+    const v = await n.connect(sid, await n.token('lost-answer-viewer'));
+    const store = n.server.store;
+    const write = store.write.bind(store);
+    let loseNext = true;
+    store.write = async (batch) => {
+      const result = await write(batch);
+      if (batch.messages.length > 0 && loseNext) {
+        loseNext = false;
+        // What pg reports when its query timeout fires while COMMIT waits (the commit itself went through).
+        throw new Error('Query read timeout');
+      }
+      return result;
+    };
+    try {
+      s.send({ type: 'message', message: 'committed, answer lost', client_msg_id: 'lost-1' });
+      const err = await s.next('error');
+      expect(err).toMatchObject({ code: 'unavailable', client_msg_id: 'lost-1' });
+      expect(await dbIds(n, sid)).toHaveLength(1);
+      // The client retries, as `unavailable` tells it to; the room is quiet otherwise.
+      s.send({ type: 'message', message: 'committed, answer lost', client_msg_id: 'lost-1' });
+      const acked = await s.next('new_message', (e) => e.message.client_msg_id === 'lost-1');
+      expect(await dbIds(n, sid)).toEqual([acked.message.id]);
+      const seen = await v.next('new_message', (e) => e.message.client_msg_id === 'lost-1', 3000);
+      expect(seen.message.id).toBe(acked.message.id);
+      await sleep(300);
+      expect(seenIds(v).filter((id) => id === acked.message.id)).toHaveLength(1);
+      expect(seenIds(s).filter((id) => id === acked.message.id)).toHaveLength(1);
+    } finally {
+      store.write = write;
+    }
+  });
+
   it('[H-FAULT-14] resume on a node that has not heard of the newest messages yet (cut off from Redis): the replay holds no message at or before `since` and nothing after it is missing', async () => {
     const proxy = await TcpProxy.start(Number(new URL(TEST_REDIS_URL).port || 6379));
     later(() => proxy.close());

@@ -54,6 +54,48 @@ describe('Sequencer [DESIGN §4]', () => {
     expect(fetches).toEqual([]);
   });
 
+  it('a catch-up asked for while a read is in flight ends only after a read that began after it: what was committed meanwhile is delivered', async () => {
+    // A resume awaits a catch-up for the client's newest message, committed on another node: a read begun before
+    // that commit (the safety poll, another resume) cannot hold it, and the resume must not go on without it.
+    const db: number[] = [1];
+    const delivered: number[] = [];
+    const reads: Array<() => void> = [];
+    const seq = new Sequencer({
+      fetchAfter: (_s, afterId) => {
+        const rows = db.filter((id) => id > afterId).map(msg); // what the database holds as the read begins
+        return new Promise((resolve) => reads.push(() => resolve(rows)));
+      },
+      deliver: (_s, m) => delivered.push(m.id),
+    });
+    seq.open(1, 0);
+    const first = seq.catchUp(1);
+    db.push(2);
+    let secondDone = false;
+    const second = seq.catchUp(1).then(() => {
+      secondDone = true;
+    });
+    reads.shift()!();
+    await first;
+    expect(delivered).toEqual([1]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(secondDone).toBe(false);
+    expect(reads).toHaveLength(1);
+    reads.shift()!();
+    await second;
+    expect(delivered).toEqual([1, 2]);
+    // Several asked for during the same read share one read after it.
+    const third = seq.catchUp(1);
+    const fourth = seq.catchUp(1);
+    const fifth = seq.catchUp(1);
+    reads.shift()!();
+    await third;
+    await vi.advanceTimersByTimeAsync(0);
+    expect(reads).toHaveLength(1);
+    reads.shift()!();
+    await Promise.all([fourth, fifth]);
+    expect(reads).toHaveLength(0);
+  });
+
   it('reads a gap that is not filled in time from the database', async () => {
     const { arrive, delivered, db } = setup();
     arrive(1, 0);
