@@ -74,6 +74,8 @@ export interface ChatServiceDeps {
 const RECENT_LIMIT = 2000;
 /** With a shared bus, how often each node reads the database for messages whose publish it may have missed. */
 const SAFETY_POLL_MS = 2_000;
+/** A window refresh that failed (the database away) is tried again this soon. */
+const REFRESH_RETRY_MS = 2_000;
 /** With a shared bus, how often viewer rows are checked against who is really connected (dead nodes). */
 const VIEWER_RECONCILE_MS = 30_000;
 /** Profiles resolved from a token are reused this long before the users table is touched again. */
@@ -166,6 +168,8 @@ export class ChatService {
   #active: ActiveSession | null = null;
   /** While closed: the instant the next window opens (null: none scheduled); avoids recomputing per call. */
   #closedUntil: number | null | undefined;
+  /** The session this node last marked `is_active` in the database (null: none); undefined until it has. */
+  #flagged: number | null | undefined;
   #refreshing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #sweeper: NodeJS.Timeout | undefined;
@@ -318,11 +322,26 @@ export class ChatService {
 
   async #refreshNow(): Promise<void> {
     if (this.#stopped) return;
+    let done = false;
+    try {
+      await this.#refreshWindow();
+      done = true;
+    } finally {
+      // Also after a failure (the database away as a window opens): the next try is armed, soon.
+      this.#arm(this.#deps.clock.now(), done ? undefined : REFRESH_RETRY_MS);
+    }
+  }
+
+  async #refreshWindow(): Promise<void> {
     const { clock, settings, schedule, store } = this.#deps;
     const now = clock.now();
     const window = settings.enabled ? schedule.windowAt(now) : null;
     const active = this.#active;
     if (active && (!window || window.drawTime !== active.record.drawTime)) {
+      // What was accepted before the end is committed and sent first, so its senders have their answer before
+      // `chat_closed` (a batch that fails answers its own senders). Meanwhile new writes wait for this refresh
+      // (`activeSession`), which closes the session for them.
+      await this.#queue.drain().catch(() => undefined);
       this.#active = null;
       const reason = settings.enabled ? 'window_ended' : 'disabled';
       this.hub.closeRoom(
@@ -343,16 +362,19 @@ export class ChatService {
       this.#sequencer.open(session.record.id, session.recent.at(-1)?.id ?? 0);
       // Whatever was committed between the history read and the subscription.
       if (this.#deps.bus.shared) void this.#sequencer.catchUp(session.record.id);
-      await store.setActiveSession(session.record.id);
       this.#deps.log.info(
         { session: this.#active.record.id, draw_time: new Date(window.drawTime).toISOString() },
         'chat window open',
       );
-    } else if (!window && active) {
-      await store.setActiveSession(null);
     }
     this.#closedUntil = this.#active ? undefined : (schedule.nextWindow(now)?.startsAt ?? null);
-    this.#arm(now);
+    // `is_active` in the database (SPEC §8's monitoring reads it): written until it took, and once at start-up,
+    // which also clears a flag a crash left on a session whose window has ended since.
+    const flag = this.#active?.record.id ?? null;
+    if (this.#flagged !== flag) {
+      await store.setActiveSession(flag);
+      this.#flagged = flag;
+    }
   }
 
   async #activate(window: DrawWindow): Promise<ActiveSession> {
@@ -384,12 +406,15 @@ export class ChatService {
     return session;
   }
 
-  #arm(now: number): void {
+  #arm(now: number, retryMs?: number): void {
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#stopped) return;
     const boundary = this.#active ? this.#active.record.endsAt : this.#closedUntil;
     // Re-read the schedule at least every minute: timers drift and the clock may be adjusted.
-    const delay = boundary == null ? 60_000 : Math.min(Math.max(boundary - now, 0), 60_000);
+    const delay = Math.min(
+      boundary == null ? 60_000 : Math.min(Math.max(boundary - now, 0), 60_000),
+      retryMs ?? Number.POSITIVE_INFINITY,
+    );
     this.#timer = setTimeout(() => void this.refresh(), delay);
     this.#timer.unref();
   }

@@ -1,8 +1,22 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/domain/clock.js';
+import type { KyselyChatStore } from '../../src/store/kysely-store.js';
 import { startServer, type TestServer } from '../support/server.js';
 
 // Draw windows driven by an injected clock: nothing here waits for real hours.
+
+/** Polls `read` until it returns `want` or `ms` have passed; returns its last value, for the caller to assert. */
+async function settled<T>(read: () => Promise<T>, want: T, ms: number): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await read();
+    if (JSON.stringify(value) === JSON.stringify(want) || Date.now() > deadline) return value;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 describe('draw windows on a running server', () => {
   let t: TestServer | undefined;
   afterEach(async () => {
@@ -106,6 +120,39 @@ describe('draw windows on a running server', () => {
     expect(latest.body.session_id).toBe(sessionId);
   });
 
+  it('[SPEC §6] a message still committing when its window ends is answered and shown to everyone before chat_closed', async () => {
+    const clock = new ManualClock('2026-11-27T20:59:59Z');
+    t = await startServer({ clock, env: weekly });
+    const token = await t.token('ada');
+    const sessionId = await t.sessionId(token);
+    const sender = await t.connect(sessionId, token);
+    const viewer = await t.connect(sessionId, await t.token('bob'));
+    const store = t.server.store;
+    const write = store.write.bind(store);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    store.write = async (batch) => {
+      if (batch.messages.length > 0) await gate;
+      return write(batch);
+    };
+    sender.send({ type: 'message', message: 'just in time', client_msg_id: 'last-1' });
+    await new Promise((r) => setTimeout(r, 100)); // read and queued; its commit is held
+    clock.set('2026-11-27T21:00:00Z');
+    await new Promise((r) => setTimeout(r, 100));
+    release();
+    for (const c of [sender, viewer]) {
+      await c.next('chat_closed');
+      const order = c.events
+        .filter((e: any) => e.type === 'new_message' || e.type === 'chat_closed' || e.type === 'error')
+        .map((e: any) => (e.type === 'new_message' ? e.message.client_msg_id : e.type));
+      expect(order).toEqual(['last-1', 'chat_closed']);
+      expect((await c.closed).code).toBe(4409);
+    }
+    store.write = write;
+  });
+
   it('[SPEC §3] overlapping windows switch at the midpoint: one session closes, the next one opens', async () => {
     // Hourly draws with 1 h before and after: each window is draw ± 30 min, so the chat is always open.
     const clock = new ManualClock('2026-11-25T10:10:00Z');
@@ -129,6 +176,45 @@ describe('draw windows on a running server', () => {
     expect(second.session.id).toBeGreaterThan(first.id);
     const next = await t.connect(second.session.id, token);
     expect(next.init!.session.id).toBe(second.session.id);
+  });
+
+  it('[SPEC §8] is_active in the database: set when the window opens even if the database fails at that moment, and cleared by a restart in a closed gap after a crash left it set', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drawchat-flag-'));
+    try {
+      const flags = async (server: TestServer) =>
+        (
+          await (server.server.store as KyselyChatStore).db
+            .selectFrom('live_chat_sessions')
+            .select(['id', 'is_active'])
+            .orderBy('id')
+            .execute()
+        ).map((r) => [Number(r.id), Boolean(r.is_active)]);
+      const clock = new ManualClock('2026-11-27T18:30:00Z');
+      t = await startServer({ clock, env: weekly, dataDir: dir });
+      const store = t.server.store;
+      const setActive = store.setActiveSession.bind(store);
+      let failures = 1;
+      store.setActiveSession = async (id) => {
+        if (failures > 0) {
+          failures--;
+          throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+        }
+        return setActive(id);
+      };
+      clock.set('2026-11-27T19:00:00Z'); // the window opens; the flag's write fails once
+      const token = await t.token('ada');
+      const sid = await t.sessionId(token);
+      expect(await settled(() => flags(t!), [[sid, true]], 5000)).toEqual([[sid, true]]);
+      // A crash leaves the flag set (stop() does not touch it either); the next start is in the closed gap.
+      store.setActiveSession = setActive;
+      await t.close();
+      t = await startServer({ clock: new ManualClock('2026-11-27T22:00:00Z'), env: weekly, dataDir: dir });
+      expect(await settled(() => flags(t!), [[sid, false]], 5000)).toEqual([[sid, false]]);
+    } finally {
+      await t?.close();
+      t = undefined;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('[SPEC §3] LIVE_CHAT_ENABLED=false: status says so, sockets are refused, writes are refused', async () => {
