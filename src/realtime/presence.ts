@@ -75,6 +75,12 @@ export class RedisPresence implements Presence {
   readonly #listeners: Array<(sessionId: number, count: number) => void> = [];
   readonly #counts = new Map<number, number>();
   readonly #pending = new Map<number, NodeJS.Timeout>();
+  /**
+   * Sessions with a join or leave Redis did not take (away, or the write failed): their sets are rewritten from
+   * this node's viewers at the next beat. A refresh of the expiry alone would keep a set that a short outage made
+   * wrong (a leave during it counted for ever, a join never) as long as the node has viewers there.
+   */
+  readonly #dirty = new Set<number>();
   readonly #ttlMs: number;
   readonly #timer: NodeJS.Timeout;
   #closed = false;
@@ -102,7 +108,10 @@ export class RedisPresence implements Presence {
 
   changed(sessionId: number, userId: string, active: boolean): void {
     this.#publishLocalCount(sessionId);
-    if (this.redis.status !== 'ready') return;
+    if (this.redis.status !== 'ready') {
+      this.#dirty.add(sessionId);
+      return;
+    }
     const key = this.#setKey(sessionId);
     const m = this.redis.multi();
     if (active) m.sadd(key, userId);
@@ -115,7 +124,10 @@ export class RedisPresence implements Presence {
         this.options.ring(sessionId);
         this.recount(sessionId);
       })
-      .catch((err: unknown) => this.log.debug({ err }, 'presence update failed'));
+      .catch((err: unknown) => {
+        this.#dirty.add(sessionId);
+        this.log.debug({ err }, 'presence update failed');
+      });
   }
 
   count(sessionId: number): number {
@@ -225,23 +237,42 @@ export class RedisPresence implements Presence {
   async #beat(): Promise<void> {
     if (this.#closed || this.redis.status !== 'ready') return;
     try {
-      for (const sessionId of this.local.sessions()) {
+      const sessions = new Set(this.local.sessions());
+      // A session whose last viewer here left while Redis was away: its set goes now, not when it expires.
+      for (const sessionId of this.#dirty) {
+        if (sessions.has(sessionId)) continue;
+        this.#dirty.delete(sessionId);
+        await this.redis.del(this.#setKey(sessionId));
+        this.options.ring(sessionId);
+        await this.#count(sessionId);
+      }
+      for (const sessionId of sessions) {
         const users = this.local.users(sessionId);
         const key = this.#setKey(sessionId);
+        const dirty = this.#dirty.delete(sessionId);
+        if (dirty && users.length === 0) {
+          await this.redis.del(key);
+          this.options.ring(sessionId);
+        }
         if (users.length > 0) {
-          // After a Redis restart the set is gone: put every local viewer back.
-          const alive = await this.redis.pexpire(key, this.#ttlMs);
+          // After a Redis restart the set is gone, and after a short outage it may be wrong: write it afresh, in
+          // one transaction (a join or leave sent after it is applied after it).
+          const alive = dirty ? 0 : await this.redis.pexpire(key, this.#ttlMs);
           if (alive === 0) {
-            for (let i = 0; i < users.length; i += 1000)
-              await this.redis.sadd(key, ...users.slice(i, i + 1000));
-            await this.redis.pexpire(key, this.#ttlMs);
+            const m = this.redis.multi().del(key);
+            for (let i = 0; i < users.length; i += 1000) m.sadd(key, ...users.slice(i, i + 1000));
+            m.pexpire(key, this.#ttlMs);
+            await m.exec();
           }
+          if (dirty) this.options.ring(sessionId);
           await this.redis.zadd(this.#nodesKey(sessionId), Date.now(), this.nodeId);
           await this.redis.pexpire(this.#nodesKey(sessionId), this.#ttlMs * 4);
         }
         await this.#count(sessionId);
       }
     } catch (err) {
+      // Whatever this beat did not get to is written afresh by the next.
+      for (const sessionId of this.local.sessions()) this.#dirty.add(sessionId);
       this.log.debug({ err }, 'presence heartbeat failed');
     }
   }

@@ -559,6 +559,41 @@ describe.skipIf(!ready)('faults (issue 6)', () => {
     }
   });
 
+  it('[H-FAULT-16] a viewer who leaves while their node is cut off from Redis for a few seconds stops counting on every node once it is back', async () => {
+    const proxy = await TcpProxy.start(Number(new URL(TEST_REDIS_URL).port || 6379));
+    later(() => proxy.close());
+    const d = await freshDb();
+    const dir = mkdtempSync(join(tmpdir(), 'drawchat-presence-'));
+    later(() => rmSync(dir, { recursive: true, force: true }));
+    const env = { DATABASE_URL: d.url, REDIS_KEY_PREFIX: uniquePrefix() };
+    const a = await startNode({ env: { ...env, REDIS_URL: TEST_REDIS_URL }, dataDir: dir });
+    later(() => a.close());
+    const b = await startNode({
+      env: { ...env, REDIS_URL: `redis://127.0.0.1:${proxy.port}` },
+      dataDir: dir,
+    });
+    later(() => b.close());
+    const ta = await a.token('presence-a');
+    const sid = await a.sessionId(ta);
+    await a.connect(sid, ta);
+    await b.connect(sid, await b.token('presence-b1'));
+    const leaver = await b.connect(sid, await b.token('presence-b2'));
+    const viewers = async (n: Node) =>
+      (await n.request('GET', '/live-chat/status', { token: ta })).body.session.viewer_count as number;
+    await waitFor(async () => (await viewers(a)) === 3, 10_000, 'node A counts 3 viewers');
+    proxy.cut();
+    await sleep(300);
+    leaver.close();
+    await sleep(2000);
+    proxy.restore();
+    // Back within the sets' 15 s expiry, which node B keeps refreshing for its other viewer.
+    await waitFor(
+      async () => (await viewers(a)) === 2 && (await viewers(b)) === 2,
+      15_000,
+      'both nodes count 2',
+    );
+  });
+
   it('[H-FAULT-09] Redis pub/sub is only a doorbell: a node whose subscription is killed 5 times mid-stream fills every gap from the database (gap fills > 0), its clients miss nothing', async () => {
     const [a, b] = await cluster(2);
     const token = await a!.token('doorbell');
