@@ -794,6 +794,16 @@ export class KyselyChatStore implements ChatStore {
   async setWinners(sessionId: number, userIds: readonly string[], at: number): Promise<void> {
     const wanted = new Set(userIds);
     await this.#transaction(async (trx) => {
+      // Two callers at once: the second waits for the first and replaces its set (SQLite's write transaction
+      // serialises them the same way), instead of both reading the old set and adding theirs to it.
+      if (this.dialect === 'postgres') {
+        await trx
+          .selectFrom('live_chat_sessions')
+          .select('id')
+          .where('id', '=', sessionId)
+          .forUpdate()
+          .execute();
+      }
       const current = await trx
         .selectFrom('live_chat_winners')
         .select('user_id')

@@ -777,6 +777,19 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       expect(await store.getWinners(other.id)).toEqual(['z']);
     });
 
+    it('setWinners at the same time from two callers: one of the two sets, never their union', async () => {
+      const s = await newSession();
+      for (let round = 0; round < 20; round++) {
+        const a = [`a${round}`, 'both'];
+        const b = [`b${round}`, 'both'];
+        await Promise.all([store.setWinners(s.id, a, BASE + round), store.setWinners(s.id, b, BASE + round)]);
+        const winners = await store.getWinners(s.id);
+        expect([JSON.stringify([...a].sort()), JSON.stringify([...b].sort())], `round ${round}`).toContain(
+          JSON.stringify([...winners].sort()),
+        );
+      }
+    });
+
     it('resetViewers marks every viewer inactive', async () => {
       const s1 = await newSession();
       const s2 = await newSession();
