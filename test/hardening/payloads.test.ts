@@ -543,6 +543,47 @@ describe('payloads (issue 6)', () => {
     c.close();
   });
 
+  it('[H-PAY-13] ids past 2^53 − 1 (paths, query parameters, bodies, frames) are refused with 400 `bad_request` on both stores, never a 500', async () => {
+    // zod's `int()` stops them at the schema: past it, PostgreSQL would refuse them as out of bigint range (a 500)
+    // while SQLite bound them as floats and answered 404 or an empty page.
+    const huge = ['10000000000000000000', '1e19', '1e21', String(Number.MAX_SAFE_INTEGER + 1)];
+    for (const b of backends) {
+      const user = await b.node.token('pay-huge-ids');
+      const c = await b.node.connect(b.sid, user);
+      for (const n of huge) {
+        const answers = [
+          await b.node.request('POST', `/live-chat/like-message/${n}`, { token: user }),
+          await b.node.request('DELETE', `/live-chat/like-message/${n}`, { token: user }),
+          await b.node.request('GET', `/live-chat/messages?before_id=${n}`, { token: user }),
+          await b.node.request('GET', `/live-chat/messages?after_id=${n}`, { token: user }),
+          await b.node.request('GET', `/live-chat/messages?session_id=${n}`, { token: user }),
+          await b.node.request('POST', `/live-chat/sessions/${n}/winners`, {
+            headers: { 'x-admin-key': ADMIN },
+            body: { user_ids: ['someone'] },
+          }),
+          await b.node.request('POST', '/live-chat/messages', {
+            token: user,
+            body: { message: 'hi', session_id: Number(n) },
+          }),
+          await b.node.request('POST', '/live-chat/like', { token: user, body: { session_id: Number(n) } }),
+        ];
+        for (const [i, r] of answers.entries()) {
+          expect(r.status, `${b.name} ${n} #${i}`).toBe(400);
+          expect(r.body.error.code, `${b.name} ${n} #${i}`).toBe('bad_request');
+        }
+        c.send(`{"type":"like_message","message_id":${n}}`);
+        expect((await c.next('error')).code, `${b.name} ${n} frame`).toBe('bad_request');
+      }
+      // The largest safe id is still an id: an unknown message, not a bad request.
+      const edge = await b.node.request('POST', `/live-chat/like-message/${Number.MAX_SAFE_INTEGER}`, {
+        token: user,
+      });
+      expect(edge.status, b.name).toBe(404);
+      await alive(c);
+      c.close();
+    }
+  });
+
   it('[H-PAY-12] HTTP bodies: BOM, duplicate keys, wrong or missing content types, a charset trick, and 16 KiB + 1 are answered with coded 4xx (never 5xx)', async () => {
     const b = sqlite();
     const user = await b.node.token('pay-http');
