@@ -226,7 +226,7 @@ export function isLoopbackHost(hostname: string): boolean {
 
 /**
  * The admin key's least length in production (a shorter one is refused there; elsewhere the server starts and
- * warns, see `settingsWarnings`).
+ * logs a warning, see `createServer`).
  */
 export const ADMIN_KEY_MIN_LENGTH = 16;
 
@@ -265,8 +265,6 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       throw new SettingsError(`Invalid setting ${name}: must be an https: URL`);
     }
   }
-  // Both may be set: the keys then come from AUTH_JWKS_URL (a proxy or mirror of the project's keys), and the
-  // issuer is still checked against the project id unless AUTH_ISSUER names it.
   if (
     production &&
     e.LIVE_CHAT_ADMIN_API_KEY !== undefined &&
@@ -276,6 +274,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       `Invalid setting LIVE_CHAT_ADMIN_API_KEY: must be at least ${ADMIN_KEY_MIN_LENGTH} characters with NODE_ENV=production`,
     );
   }
+  // AUTH_JWKS_URL and DESCOPE_PROJECT_ID may both be set: the keys then come from AUTH_JWKS_URL (a proxy or mirror
+  // of the project's keys), and the issuer is still checked against the project id unless AUTH_ISSUER names it.
   const devAuth = !e.AUTH_JWKS_URL && !e.DESCOPE_PROJECT_ID;
   if (devAuth && production) {
     throw new SettingsError(
