@@ -81,6 +81,27 @@ async function cluster(count: number, env: Record<string, string> = {}): Promise
   return nodes;
 }
 
+/**
+ * Two nodes on one PostgreSQL database and one Redis, node B's Redis traffic through a proxy the test can cut
+ * (`proxy.cut()`, `proxy.restore()`): one node cut off from Redis only.
+ */
+async function pairWithCuttableRedis(label: string, env: Record<string, string> = {}) {
+  const proxy = await TcpProxy.start(Number(new URL(TEST_REDIS_URL).port || 6379));
+  later(() => proxy.close());
+  const d = await freshDb();
+  const dir = mkdtempSync(join(tmpdir(), `drawchat-${label}-`));
+  later(() => rmSync(dir, { recursive: true, force: true }));
+  const shared = { DATABASE_URL: d.url, REDIS_KEY_PREFIX: uniquePrefix(), ...env };
+  const a = await startNode({ env: { ...shared, REDIS_URL: TEST_REDIS_URL }, dataDir: dir });
+  later(() => a.close());
+  const b = await startNode({
+    env: { ...shared, REDIS_URL: `redis://127.0.0.1:${proxy.port}` },
+    dataDir: dir,
+  });
+  later(() => b.close());
+  return { proxy, a, b };
+}
+
 /** Every message id of a session in the database, ascending. */
 async function dbIds(n: Node, sid: number): Promise<number[]> {
   const rows = await (n.server.store as KyselyChatStore).db
@@ -511,23 +532,9 @@ describe.skipIf(!ready)('faults (issue 6)', () => {
   });
 
   it('[H-FAULT-08] one node cut off from Redis only (its Redis traffic through a proxy that is cut for 3 s): both nodes’ clients converge to the same head, gap-free, no duplicates', async () => {
-    const proxy = await TcpProxy.start(Number(new URL(TEST_REDIS_URL).port || 6379));
-    later(() => proxy.close());
-    const d = await freshDb();
-    const dir = mkdtempSync(join(tmpdir(), 'drawchat-cut-'));
-    later(() => rmSync(dir, { recursive: true, force: true }));
-    const env = {
-      DATABASE_URL: d.url,
-      REDIS_KEY_PREFIX: uniquePrefix(),
+    const { proxy, a, b } = await pairWithCuttableRedis('cut', {
       LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '1000000',
-    };
-    const a = await startNode({ env: { ...env, REDIS_URL: TEST_REDIS_URL }, dataDir: dir });
-    later(() => a.close());
-    const b = await startNode({
-      env: { ...env, REDIS_URL: `redis://127.0.0.1:${proxy.port}` },
-      dataDir: dir,
     });
-    later(() => b.close());
     const ta = await a.token('cut-a');
     const tb = await a.token('cut-b');
     const sid = await a.sessionId(ta);
@@ -560,19 +567,7 @@ describe.skipIf(!ready)('faults (issue 6)', () => {
   });
 
   it('[H-FAULT-16] a viewer who leaves while their node is cut off from Redis for a few seconds stops counting on every node once it is back', async () => {
-    const proxy = await TcpProxy.start(Number(new URL(TEST_REDIS_URL).port || 6379));
-    later(() => proxy.close());
-    const d = await freshDb();
-    const dir = mkdtempSync(join(tmpdir(), 'drawchat-presence-'));
-    later(() => rmSync(dir, { recursive: true, force: true }));
-    const env = { DATABASE_URL: d.url, REDIS_KEY_PREFIX: uniquePrefix() };
-    const a = await startNode({ env: { ...env, REDIS_URL: TEST_REDIS_URL }, dataDir: dir });
-    later(() => a.close());
-    const b = await startNode({
-      env: { ...env, REDIS_URL: `redis://127.0.0.1:${proxy.port}` },
-      dataDir: dir,
-    });
-    later(() => b.close());
+    const { proxy, a, b } = await pairWithCuttableRedis('presence');
     const ta = await a.token('presence-a');
     const sid = await a.sessionId(ta);
     await a.connect(sid, ta);
@@ -956,23 +951,9 @@ describe.skipIf(!ready)('faults (issue 6)', () => {
   });
 
   it('[H-FAULT-14] resume on a node that has not heard of the newest messages yet (cut off from Redis): the replay holds no message at or before `since` and nothing after it is missing', async () => {
-    const proxy = await TcpProxy.start(Number(new URL(TEST_REDIS_URL).port || 6379));
-    later(() => proxy.close());
-    const d = await freshDb();
-    const dir = mkdtempSync(join(tmpdir(), 'drawchat-lag-'));
-    later(() => rmSync(dir, { recursive: true, force: true }));
-    const env = {
-      DATABASE_URL: d.url,
-      REDIS_KEY_PREFIX: uniquePrefix(),
+    const { proxy, a, b } = await pairWithCuttableRedis('lag', {
       LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '1000000',
-    };
-    const a = await startNode({ env: { ...env, REDIS_URL: TEST_REDIS_URL }, dataDir: dir });
-    later(() => a.close());
-    const b = await startNode({
-      env: { ...env, REDIS_URL: `redis://127.0.0.1:${proxy.port}` },
-      dataDir: dir,
     });
-    later(() => b.close());
     const token = await a.token('lagging');
     const sid = await a.sessionId(token);
     for (let k = 0; k < 5; k++)
