@@ -703,7 +703,12 @@ class SocketSession {
         await service.likeMessage(user, command.message_id, command.type === 'like_message');
         return;
       case 'auth': {
-        const refreshed = await this.deps.auth.userFromToken(command.token).catch(() => undefined);
+        // A bad token is `unauthorized`; our own failure (the database away) is answered as any command's is
+        // (`unavailable`, retry later), not taken for a bad token.
+        const refreshed = await this.deps.auth.userFromToken(command.token).catch((err: unknown) => {
+          if (err instanceof ChatError && err.code === 'unauthorized') return undefined;
+          throw err;
+        });
         if (!refreshed)
           return this.#error(
             'unauthorized',

@@ -403,6 +403,30 @@ describe('handshake and auth (issue 6)', () => {
     refreshed.close();
   });
 
+  it('[H-AUTH-18] an `auth` refresh while the database is away is answered `unavailable` (retry later), not `unauthorized`: the token is good', async () => {
+    const client = await node.connect(sid, tokenFor('hard-db-away', { exp: nowS() + 600 }));
+    const service = node.server.service;
+    const resolveUser = service.resolveUser.bind(service);
+    service.resolveUser = async () => {
+      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    };
+    try {
+      client.send({ type: 'auth', token: tokenFor('hard-db-away', { exp: nowS() + 900 }) });
+      const err = await client.next('error');
+      expect(err.code).toBe('unavailable');
+      expect(err.retry_after_ms).toBeGreaterThan(0);
+    } finally {
+      service.resolveUser = resolveUser;
+    }
+    // Once the database answers, the same refresh is taken.
+    client.send({ type: 'auth', token: tokenFor('hard-db-away', { exp: nowS() + 900 }) });
+    client.send({ type: 'ping' });
+    await client.next('pong');
+    await sleep(300);
+    expect(client.events.filter((e) => e.type === 'error')).toHaveLength(1);
+    client.close();
+  });
+
   it('[H-AUTH-13] JWKS unreachable: cached keys keep working (also past the cache age), new `kid`s fail closed with ≤ 1 attempt per cooldown, recovery when it returns', async () => {
     const outageJwks = new JwksServer();
     const k1 = rsaKey('outage-k1');
