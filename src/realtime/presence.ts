@@ -236,43 +236,34 @@ export class RedisPresence implements Presence {
 
   async #beat(): Promise<void> {
     if (this.#closed || this.redis.status !== 'ready') return;
+    let writing: number | undefined;
     try {
-      const sessions = new Set(this.local.sessions());
-      // A session whose last viewer here left while Redis was away: its set goes now, not when it expires.
-      for (const sessionId of this.#dirty) {
-        if (sessions.has(sessionId)) continue;
-        this.#dirty.delete(sessionId);
-        await this.redis.del(this.#setKey(sessionId));
-        this.options.ring(sessionId);
-        await this.#count(sessionId);
-      }
-      for (const sessionId of sessions) {
+      // This node's sessions, and those whose last viewer here left while Redis was away (their sets go now).
+      for (const sessionId of new Set([...this.local.sessions(), ...this.#dirty])) {
         const users = this.local.users(sessionId);
         const key = this.#setKey(sessionId);
-        const dirty = this.#dirty.delete(sessionId);
-        if (dirty && users.length === 0) {
-          await this.redis.del(key);
-          this.options.ring(sessionId);
+        const dirty = this.#dirty.has(sessionId);
+        if (dirty || (users.length > 0 && (await this.redis.pexpire(key, this.#ttlMs)) === 0)) {
+          // Gone after a Redis restart, or wrong after a short outage: written afresh in one transaction (a join
+          // or leave sent after it is applied after it).
+          this.#dirty.delete(sessionId);
+          writing = sessionId;
+          const m = this.redis.multi().del(key);
+          for (let i = 0; i < users.length; i += 1000) m.sadd(key, ...users.slice(i, i + 1000));
+          if (users.length > 0) m.pexpire(key, this.#ttlMs);
+          await m.exec();
+          writing = undefined;
+          if (dirty) this.options.ring(sessionId);
         }
         if (users.length > 0) {
-          // After a Redis restart the set is gone, and after a short outage it may be wrong: write it afresh, in
-          // one transaction (a join or leave sent after it is applied after it).
-          const alive = dirty ? 0 : await this.redis.pexpire(key, this.#ttlMs);
-          if (alive === 0) {
-            const m = this.redis.multi().del(key);
-            for (let i = 0; i < users.length; i += 1000) m.sadd(key, ...users.slice(i, i + 1000));
-            m.pexpire(key, this.#ttlMs);
-            await m.exec();
-          }
-          if (dirty) this.options.ring(sessionId);
           await this.redis.zadd(this.#nodesKey(sessionId), Date.now(), this.nodeId);
           await this.redis.pexpire(this.#nodesKey(sessionId), this.#ttlMs * 4);
         }
         await this.#count(sessionId);
       }
     } catch (err) {
-      // Whatever this beat did not get to is written afresh by the next.
-      for (const sessionId of this.local.sessions()) this.#dirty.add(sessionId);
+      // A set whose rewrite failed is written afresh by the next beat.
+      if (writing !== undefined) this.#dirty.add(writing);
       this.log.debug({ err }, 'presence heartbeat failed');
     }
   }
