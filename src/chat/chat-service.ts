@@ -981,10 +981,13 @@ export class ChatService {
         version: versions.get(h.sessionId) ?? 0,
       });
     }
+    // One count per message: each like of a batch reads the count after it, all under the batch's one version,
+    // and a node applies one count per version (the first would stay, short of the rest of the batch's likes).
+    const likeCounts = new Map<number, BusEvent>();
     result.messageLikes.forEach((r, i) => {
       if (!r?.changed) return;
       metrics.messageLikes.inc({ action: batch.messageLikes[i]!.liked ? 'like' : 'unlike' });
-      events.push({
+      likeCounts.set(r.messageId, {
         kind: 'message_likes',
         sessionId: r.sessionId,
         messageId: r.messageId,
@@ -992,6 +995,7 @@ export class ChatService {
         version: versions.get(r.sessionId) ?? 0,
       });
     });
+    events.push(...likeCounts.values());
     this.#deps.bus.publish(events);
   }
 

@@ -302,6 +302,49 @@ describe.each([
     reopened.close();
   });
 
+  it('[SPEC §5] likes of several users on one message committed together: the room and a later init get the final count', async () => {
+    const msg = (
+      await t.request('POST', '/live-chat/messages', { token: alice, body: { message: 'liked by a crowd' } })
+    ).body;
+    const a = await t.connect(sessionId, alice);
+    const likers = await Promise.all([1, 2, 3, 4, 5].map((k) => t.token(`crowd-liker-${k}`)));
+    // Hold one commit, so that the likes arriving meanwhile are committed together in the next one.
+    const store = t.server.store;
+    const write = store.write.bind(store);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let holding = true;
+    const likesPerBatch: number[] = [];
+    store.write = async (batch) => {
+      if (holding) {
+        holding = false;
+        await held;
+      }
+      likesPerBatch.push(batch.messageLikes.length);
+      return write(batch);
+    };
+    try {
+      const heart = t.request('POST', '/live-chat/like', { token: alice, body: {} });
+      await new Promise((r) => setTimeout(r, 50));
+      const likes = likers.map((token) => t.request('POST', `/live-chat/like-message/${msg.id}`, { token }));
+      await new Promise((r) => setTimeout(r, 300));
+      release();
+      await heart;
+      const answers = await Promise.all(likes);
+      expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+      expect(Math.max(...likesPerBatch), 'the likes were committed together').toBeGreaterThan(1);
+    } finally {
+      store.write = write;
+    }
+    await a.next('message_like_update', (e) => e.message_id === msg.id && e.likes === 5, 3000);
+    const later = await t.connect(sessionId, bob);
+    expect(later.init!.messages.find((m: any) => m.id === msg.id)).toMatchObject({ likes: 5 });
+    a.close();
+    later.close();
+  });
+
   it('[SPEC §5] viewer count counts distinct users: two tabs of one user count once', async () => {
     const carol = await t.token('carol');
     const dave = await t.token('dave');
