@@ -106,6 +106,11 @@ interface ActiveSession {
   /** True when `recent` holds every message of the session (nothing older exists). */
   recentComplete: boolean;
   byClientId: Map<string, StoredMessage>;
+  /**
+   * Messages with a `client_msg_id` on their way to the database, by `clientKey`: a retry sent while its original
+   * is still committing waits for it, instead of being refused by the rate limit the original used up.
+   */
+  sending: Map<string, Promise<StoredMessage | undefined>>;
   totalLikes: number;
   /** Write version of the last count applied: counts from several nodes may arrive out of order. */
   likesVersion: number;
@@ -396,6 +401,7 @@ export class ChatService {
       recent: page.messages,
       recentComplete: !page.hasMore,
       byClientId: new Map(),
+      sending: new Map(),
       totalLikes: record.totalLikes,
       likesVersion: 0,
       messageLikeVersions: new Map(),
@@ -708,18 +714,45 @@ export class ChatService {
     const session = await this.requireActive(input.sessionId);
     const text = normalizeMessageText(input.message, this.#deps.settings.maxMessageLength);
     const sessionId = session.record.id;
-    if (input.clientMsgId) {
-      const known = session.byClientId.get(clientKey(user.userId, input.clientMsgId));
+    const key = input.clientMsgId ? clientKey(user.userId, input.clientMsgId) : undefined;
+    if (key) {
+      const known =
+        session.byClientId.get(key) ??
+        (session.sending.has(key) ? await session.sending.get(key) : undefined);
       if (known) return { message: toWireMessage(known, session.winners), duplicate: true, toRoom: false };
     }
+    const storing = this.#store(session, user, text, input.clientMsgId ?? null);
+    if (key) {
+      // Known before the limiter is asked (the call above runs to its first await), so that a retry arriving
+      // meanwhile waits for this one.
+      const sending = storing.then(
+        (r) => r.stored,
+        () => undefined,
+      );
+      session.sending.set(key, sending);
+      void sending.then(() => {
+        if (session.sending.get(key) === sending) session.sending.delete(key);
+      });
+    }
+    const { stored, duplicate, toRoom } = await storing;
+    const winners = this.#active?.record.id === sessionId ? this.#active.winners : session.winners;
+    return { message: toWireMessage(stored, winners), duplicate, toRoom };
+  }
+
+  /** `sendMessage` past its checks: the rate limit, the group commit, a duplicate's delivery. */
+  async #store(
+    session: ActiveSession,
+    user: ChatUser,
+    text: string,
+    clientMsgId: string | null,
+  ): Promise<{ stored: StoredMessage; duplicate: boolean; toRoom: boolean }> {
+    const sessionId = session.record.id;
     const decision = await this.limits.message(sessionId, user.userId);
     if (!decision.ok) {
       throw new ChatError(
         'rate_limited',
         `You can send ${this.#deps.settings.maxMessagesPerMinute} messages a minute.`,
-        {
-          retryAfterMs: decision.retryAfterMs,
-        },
+        { retryAfterMs: decision.retryAfterMs },
       );
     }
     let result: { message: StoredMessage; duplicate: boolean };
@@ -731,20 +764,20 @@ export class ChatService {
         profilePic: user.profilePic,
         isHost: user.isHost,
         message: text,
-        clientMsgId: input.clientMsgId ?? null,
+        clientMsgId,
         createdAt: this.#deps.clock.now(),
       });
     } catch (err) {
       decision.refund();
       throw err;
     }
-    let toRoom = !result.duplicate;
-    if (result.duplicate) {
-      decision.refund();
-      toRoom = await this.#deliverUnsent(sessionId, result.message.id);
-    }
-    const winners = this.#active?.record.id === sessionId ? this.#active.winners : session.winners;
-    return { message: toWireMessage(result.message, winners), duplicate: result.duplicate, toRoom };
+    if (!result.duplicate) return { stored: result.message, duplicate: false, toRoom: true };
+    decision.refund();
+    return {
+      stored: result.message,
+      duplicate: true,
+      toRoom: await this.#deliverUnsent(sessionId, result.message.id),
+    };
   }
 
   /**

@@ -318,6 +318,40 @@ describe('message rate limit (default 10 a minute, manual clock)', () => {
     expect((await historyOf(t, rita, sid)).filter((m) => m.user_id === ritaId)).toHaveLength(12);
     a.close();
   });
+
+  it('[SPEC §6] a retry sent while its original (the last message the limit allows) is still committing gets the original, over WS and HTTP, not rate_limited', async () => {
+    clock.advance(61_000);
+    const rosa = await t.token('rosa');
+    const rosaId = t.userId(rosa);
+    const sid = await t.sessionId(rosa);
+    const a = await t.connect(sid, rosa);
+    for (let i = 0; i < 8; i++) a.send({ type: 'message', message: `r${i}`, client_msg_id: `r-${i}` });
+    await a.collect('new_message', (l) => l.filter((e) => e.message.user_id === rosaId).length >= 8);
+    // The 9th and 10th of the minute, each sent again before its commit: the frames back to back, the POSTs at once.
+    a.send({ type: 'message', message: 'ninth', client_msg_id: 'r-8' });
+    a.send({ type: 'message', message: 'ninth', client_msg_id: 'r-8' });
+    a.send({ type: 'message', message: 'ninth', client_msg_id: 'r-8' });
+    const ninth = await a.collect(
+      'new_message',
+      (l) => l.filter((e) => e.message.client_msg_id === 'r-8').length >= 3,
+    );
+    expect(
+      new Set(ninth.filter((e) => e.message.client_msg_id === 'r-8').map((e) => e.message.id)).size,
+    ).toBe(1);
+    const posts = await Promise.all(
+      [0, 1, 2].map(() => post(t, rosa, { message: 'tenth', client_msg_id: 'r-9' })),
+    );
+    expect(posts.map((r) => r.status)).toEqual([201, 201, 201]);
+    expect(new Set(posts.map((r) => r.body.id)).size).toBe(1);
+    expect(a.events.filter((e) => e.type === 'error')).toEqual([]);
+    const rosas = (await historyOf(t, rosa, sid)).filter((m) => m.user_id === rosaId);
+    expect(rosas.map((m) => m.message)).toEqual([
+      ...Array.from({ length: 8 }, (_, i) => `r${i}`),
+      'ninth',
+      'tenth',
+    ]);
+    a.close();
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
