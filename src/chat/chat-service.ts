@@ -561,7 +561,7 @@ export class ChatService {
 
   /** The active session if `sessionId` is it; otherwise the right error. */
   async requireActive(sessionId?: number): Promise<ActiveSession> {
-    if (!this.#deps.settings.enabled) throw new ChatError('chat_disabled');
+    this.#requireEnabled();
     const active = await this.activeSession();
     if (sessionId !== undefined && active?.record.id !== sessionId) {
       const exists = await this.#deps.store.getSession(sessionId);
@@ -570,6 +570,11 @@ export class ChatService {
     }
     if (!active) throw new ChatError('chat_closed');
     return active;
+  }
+
+  /** SPEC §3: with `LIVE_CHAT_ENABLED=false` every write is refused, the draw backend's and HOSTs' too. */
+  #requireEnabled(): void {
+    if (!this.#deps.settings.enabled) throw new ChatError('chat_disabled');
   }
 
   // ------------------------------------------------------------------ users
@@ -693,6 +698,7 @@ export class ChatService {
   }
 
   async setUserProfile(userId: string, profile: { username?: string; profilePic?: string | null }) {
+    this.#requireEnabled();
     const record = await this.#deps.store.setUserProfile(userId, profile, this.#deps.clock.now());
     this.#users.delete(userId);
     return record;
@@ -828,6 +834,7 @@ export class ChatService {
     messageId: number,
     liked: boolean,
   ): Promise<{ message_id: number; likes: number; liked: boolean }> {
+    this.#requireEnabled();
     const message = this.#recentMessage(messageId) ?? (await this.#deps.store.getMessage(messageId));
     if (!message) throw new ChatError('not_found', `Message ${messageId} does not exist.`);
     await this.requireActive(message.sessionId);
@@ -851,6 +858,7 @@ export class ChatService {
     sessionId: number,
     userIds: readonly string[],
   ): Promise<{ session_id: number; user_ids: string[] }> {
+    this.#requireEnabled();
     const { store, clock, bus } = this.#deps;
     if (!(await store.getSession(sessionId)))
       throw new ChatError('not_found', `Session ${sessionId} does not exist.`);
@@ -861,6 +869,7 @@ export class ChatService {
   }
 
   async deleteMessage(messageId: number): Promise<void> {
+    this.#requireEnabled();
     const deleted = await this.#deps.store.deleteMessage(messageId, this.#deps.clock.now());
     if (!deleted) throw new ChatError('not_found', `Message ${messageId} does not exist.`);
     this.#deps.bus.publish([{ kind: 'message_deleted', sessionId: deleted.sessionId, messageId }]);

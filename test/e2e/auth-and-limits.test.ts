@@ -805,9 +805,31 @@ describe('LIVE_CHAT_ENABLED=false', () => {
   let t: TestServer;
 
   beforeAll(async () => {
-    t = await startServer({ env: { LIVE_CHAT_ENABLED: 'false' } });
+    t = await startServer({ env: { LIVE_CHAT_ENABLED: 'false', LIVE_CHAT_ADMIN_API_KEY: ADMIN_KEY } });
   });
   afterAll(() => t?.close());
+
+  it('[SPEC §3] every write is refused with chat_disabled, the draw backend’s and a HOST’s too', async () => {
+    const host = await t.token('dora', { roles: ['host'] });
+    const admin = { 'x-admin-key': ADMIN_KEY };
+    const writes: Array<
+      [string, string, { token?: string; body?: unknown; headers?: Record<string, string> }]
+    > = [
+      ['POST', '/live-chat/like-message/1', { token: host }],
+      ['DELETE', '/live-chat/like-message/1', { token: host }],
+      ['DELETE', '/live-chat/messages/1', { headers: admin }],
+      ['POST', '/live-chat/sessions/1/winners', { headers: admin, body: { user_ids: ['someone'] } }],
+      ['POST', '/live-chat/sessions/1/winners', { token: host, body: { user_ids: [] } }],
+      ['PUT', '/live-chat/users/someone', { headers: admin, body: { username: 'Someone' } }],
+    ];
+    for (const [method, path, options] of writes) {
+      const res = await t.request(method, path, options);
+      expect(res.status, `${method} ${path}`).toBe(503);
+      expect(res.body.error.code, `${method} ${path}`).toBe('chat_disabled');
+    }
+    const history = await t.request('GET', '/live-chat/messages', { headers: admin });
+    expect(history.status, 'reads stay open').toBe(200);
+  });
 
   it('[SPEC §3, §7] status says so, writes get chat_disabled, the WebSocket closes 4409', async () => {
     const token = await t.token('dina');
