@@ -137,6 +137,55 @@ describe('JWT auth against a real JWKS (not dev auth)', () => {
     expect(stored.filter((m) => m.message.startsWith('must not be stored'))).toEqual([]);
   });
 
+  it('[SPEC §2] without credentials every endpoint that needs them answers 401, whatever its body, query or path (none of them described)', async () => {
+    const cases: Array<[string, string, { rawBody?: string; headers?: Record<string, string> }]> = [
+      ['GET', '/live-chat/status', {}],
+      ['GET', '/live-chat/messages?limit=abc&before_id=-1', {}],
+      ['POST', '/live-chat/messages', {}],
+      [
+        'POST',
+        '/live-chat/messages',
+        { rawBody: '{"nope":', headers: { 'content-type': 'application/json' } },
+      ],
+      ['POST', '/live-chat/messages', { rawBody: 'plain', headers: { 'content-type': 'text/plain' } }],
+      ['POST', '/live-chat/like', { rawBody: '[]', headers: { 'content-type': 'application/json' } }],
+      ['POST', '/live-chat/like-message/not-a-number', {}],
+      ['DELETE', '/live-chat/like-message/-3', {}],
+      ['DELETE', '/live-chat/messages/zero', {}],
+      ['POST', '/live-chat/sessions/x/winners', {}],
+      [
+        'POST',
+        `/live-chat/sessions/${sid}/winners`,
+        { rawBody: '{}', headers: { 'content-type': 'application/json' } },
+      ],
+      ['PUT', '/live-chat/users/someone', {}],
+      [
+        'PUT',
+        '/live-chat/users/someone',
+        { rawBody: '{"username":7}', headers: { 'content-type': 'application/json' } },
+      ],
+    ];
+    for (const [method, path, options] of cases) {
+      const res = await t.request(method, path, options);
+      expect(res.status, `${method} ${path} ${options.rawBody ?? ''}`).toBe(401);
+      expect(res.body.error.code, `${method} ${path}`).toBe('unauthorized');
+      expect(res.body.error.message, `${method} ${path}`).not.toMatch(/body|querystring|params|expected/i);
+    }
+    // A wrong admin key is refused before the body is looked at too.
+    const wrongKey = await t.request('PUT', '/live-chat/users/someone', {
+      headers: { 'x-admin-key': 'wrong' },
+    });
+    expect(wrongKey.status).toBe(401);
+    // With credentials, the same bad requests are described.
+    const described = await t.request('GET', '/live-chat/messages?limit=abc', { token: good });
+    expect(described.status).toBe(400);
+    expect(described.body.error.code).toBe('bad_request');
+    const noBody = await t.request('PUT', '/live-chat/users/someone', {
+      headers: { 'x-admin-key': ADMIN_KEY },
+    });
+    expect(noBody.status).toBe(400);
+  });
+
   it('[SPEC §2] a valid session token works over HTTP and WebSocket', async () => {
     const status = await t.request('GET', '/live-chat/status', { token: good });
     expect(status.status).toBe(200);

@@ -30,11 +30,9 @@ export function adminRoutes(app: FastifyInstance, service: ChatService, auth: Au
         body: WinnersBody,
         response: { 200: WinnersResponse, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
       },
+      onRequest: auth.check('hostOrAdmin'),
     },
-    async (request) => {
-      await auth.hostOrAdmin(request);
-      return service.setWinners(request.params.session_id, request.body.user_ids);
-    },
+    async (request) => service.setWinners(request.params.session_id, request.body.user_ids),
   );
 
   r.put(
@@ -50,9 +48,9 @@ export function adminRoutes(app: FastifyInstance, service: ChatService, auth: Au
         body: UserProfileBody,
         response: { 200: UserResponse, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody },
       },
+      onRequest: auth.check('admin'),
     },
     async (request) => {
-      auth.admin(request);
       const user = await service.setUserProfile(request.params.user_id, {
         username: request.body.username,
         profilePic: request.body.profile_pic,

@@ -39,11 +39,9 @@ export function chatRoutes(app: FastifyInstance, service: ChatService, auth: Aut
         security: [...security, { adminKey: [] }],
         response: { 200: StatusResponse, 401: ErrorBody },
       },
+      onRequest: auth.check('actor'),
     },
-    async (request) => {
-      await auth.actor(request);
-      return service.status();
-    },
+    async () => service.status(),
   );
 
   r.get(
@@ -69,9 +67,10 @@ export function chatRoutes(app: FastifyInstance, service: ChatService, auth: Aut
           ? (data) => JSON.stringify(data)
           : // Fastify types `schema` as the route's; it is the response schema of `httpStatus`.
             serializerCompiler(route as unknown as Parameters<typeof serializerCompiler>[0]),
+      onRequest: auth.check('actor'),
     },
     async (request) => {
-      const actor = await auth.actor(request);
+      const actor = auth.actorOf(request);
       return service.history(actor.kind === 'user' ? actor.user.userId : null, request.query);
     },
   );
@@ -89,9 +88,10 @@ export function chatRoutes(app: FastifyInstance, service: ChatService, auth: Aut
         body: SendMessageBody,
         response: { 201: ChatMessageSchema, ...errors, 413: ErrorBody },
       },
+      onRequest: auth.check('user'),
     },
     async (request, reply) => {
-      const user = await auth.user(request);
+      const user = auth.userOf(request);
       const { message, duplicate } = await service.sendMessage(user, {
         message: request.body.message,
         clientMsgId: request.body.client_msg_id,
@@ -112,11 +112,9 @@ export function chatRoutes(app: FastifyInstance, service: ChatService, auth: Aut
         body: SessionLikeBody,
         response: { 200: SessionLikeResponse, ...errors },
       },
+      onRequest: auth.check('user'),
     },
-    async (request) => {
-      const user = await auth.user(request);
-      return service.likeSession(user, request.body?.session_id);
-    },
+    async (request) => service.likeSession(auth.userOf(request), request.body?.session_id),
   );
 
   for (const liked of [true, false]) {
@@ -130,10 +128,8 @@ export function chatRoutes(app: FastifyInstance, service: ChatService, auth: Aut
         params: MessageIdParams,
         response: { 200: MessageLikeResponse, ...errors },
       },
-      handler: async (request) => {
-        const user = await auth.user(request);
-        return service.likeMessage(user, request.params.message_id, liked);
-      },
+      onRequest: auth.check('user'),
+      handler: async (request) => service.likeMessage(auth.userOf(request), request.params.message_id, liked),
     });
   }
 
@@ -147,9 +143,9 @@ export function chatRoutes(app: FastifyInstance, service: ChatService, auth: Aut
         params: MessageIdParams,
         response: { 200: z.object({ message_id: z.number().int(), deleted: z.literal(true) }), ...errors },
       },
+      onRequest: auth.check('hostOrAdmin'),
     },
     async (request) => {
-      await auth.hostOrAdmin(request);
       await service.deleteMessage(request.params.message_id);
       return { message_id: request.params.message_id, deleted: true as const };
     },
