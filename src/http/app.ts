@@ -50,6 +50,7 @@ const UPGRADE_DEADLINE_MS = 10_000;
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { settings, service, metrics } = deps;
   let draining = false;
+  const onError = errorHandler((code) => metrics.errors.inc({ code }));
 
   const app = Fastify({
     loggerInstance: deps.logger,
@@ -58,7 +59,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // One debug line per request (onResponse below) instead of two info lines; URLs there are redacted.
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 300 },
-    return503OnClosing: true,
+    // What Fastify answers before any route is found (a bad percent-encoding, a path parameter over
+    // maxParamLength) gets the same coded body as everything else (SPEC §4), not Fastify's own.
+    frameworkErrors: (err, request, reply) => void onError(err, request, reply),
+    // While draining, requests get a coded 503 from the hook below instead of Fastify's own body.
+    return503OnClosing: false,
     // Slowloris (issue 6): Node checks the timeouts below only every `connectionsCheckingInterval`, 30 s by
     // default, so a 10 s header timeout could take 40 s to bite. Upgraded WebSockets are not affected.
     http: { connectionsCheckingInterval: TIMEOUT_CHECK_MS },
@@ -88,7 +93,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
-  app.setErrorHandler(errorHandler((code) => metrics.errors.inc({ code })));
+  app.setErrorHandler(onError);
+  app.addHook('onRequest', (request, reply, done) => {
+    if (!draining || request.routeOptions.url === '/readyz') return done();
+    reply.header('connection', 'close');
+    metrics.errors.inc({ code: 'not_ready' });
+    void sendError(reply, 'not_ready', 'The server is shutting down; retry on another node.');
+  });
   app.setNotFoundHandler((request, reply) => {
     metrics.errors.inc({ code: 'not_found' });
     return sendError(

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -279,6 +280,46 @@ describe('operations endpoints', () => {
       expect(page.body).toContain('/docs');
     } finally {
       await t.close();
+    }
+  });
+
+  it('[SPEC §4] what is refused before any route is found (a bad percent-encoding, an over-long path parameter) and while shutting down still gets the coded error body', async () => {
+    const t = await startServer();
+    let closing: Promise<void> | undefined;
+    try {
+      const token = await t.token('edna');
+      const sessionId = await t.sessionId(token);
+      for (const [method, path] of [
+        ['POST', '/live-chat/like-message/%E0%A4%A'],
+        ['PUT', '/live-chat/users/%zz'],
+        ['POST', `/live-chat/like-message/${'9'.repeat(400)}`],
+      ] as const) {
+        const res = await t.request(method, path, { token });
+        expect(res.status, path.slice(0, 40)).toBe(400);
+        expect(res.body.error?.code, path.slice(0, 40)).toBe('bad_request');
+        expect(typeof res.body.error.message).toBe('string');
+      }
+      // A peer that never answers the close frame holds the shutdown open for a while (ws' closeTimeout).
+      const port = new URL(t.url).port;
+      const peer = tcpConnect(Number(port), '127.0.0.1');
+      const upgraded = new Promise<void>((resolve) => peer.once('data', () => resolve()));
+      peer.write(
+        `GET /live-chat/ws/${sessionId}?token=${token} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+          'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n' +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      );
+      await upgraded;
+      closing = t.close();
+      await new Promise((r) => setTimeout(r, 200));
+      const refused = await t.request('GET', '/live-chat/status', { token });
+      expect(refused.status).toBe(503);
+      expect(refused.body.error?.code).toBe('not_ready');
+      const ready = await t.request('GET', '/readyz');
+      expect(ready.status).toBe(503);
+      expect(ready.body).toMatchObject({ status: 'unavailable', checks: { server: 'shutting down' } });
+      peer.destroy();
+    } finally {
+      await (closing ?? t.close());
     }
   });
 });
