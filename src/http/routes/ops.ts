@@ -34,8 +34,8 @@ export function opsRoutes(
         tags: ['operations'],
         summary: 'Readiness: the database (and Redis, when configured) answer',
         description:
-          '503 when the database does not answer or the server is shutting down. Without Redis a node still ' +
-          'serves its own viewers and commits every write, so an unreachable Redis is `degraded` (200), not down.',
+          '503 when the database or, with REDIS_URL, Redis does not answer, or the server is shutting down. An ' +
+          'unreachable Redis reads `degraded`: the node still serves the viewers it has and commits every write.',
         response: { 200: Health, 503: Health },
       },
     },
@@ -58,7 +58,7 @@ export function opsRoutes(
         degraded = redis !== 'ok';
       }
       const status = !ok ? 'unavailable' : degraded ? 'degraded' : 'ok';
-      return reply.code(ok ? 200 : 503).send({ status, checks });
+      return reply.code(ok && !degraded ? 200 : 503).send({ status, checks });
     },
   );
 
