@@ -164,10 +164,44 @@ describe.skipIf(!haveChromium && !ci)('the chat widget in Chromium', { timeout: 
     await bob.page.waitForTimeout(300);
     expect([...alice.dialogs, ...bob.dialogs]).toEqual([]);
 
-    // New messages are announced politely to screen readers.
+    // New messages are announced politely to screen readers: who wrote, not the text again.
     await poll(() => bob.page.locator('[aria-live="polite"]').allTextContents()).toContainEqual(
-      expect.stringContaining('alice:'),
+      expect.stringContaining('from alice'),
     );
+  });
+
+  it('[SPEC §1] a message, a badge and a count are each on the page once: found as text, a message is its list item; history on joining is not announced', async () => {
+    const t = await server();
+    const hostToken = await t.token('hugo', { roles: ['host'] });
+    const sid = await t.sessionId(hostToken);
+    await t.request('POST', '/live-chat/messages', { token: hostToken, body: { message: 'hi from hugo' } });
+    const ivy = await viewer(t.url, 'ivy', { host: true });
+    await poll(() => item(ivy.page, 'hi from hugo').count()).toBe(1);
+    await say(ivy.page, 'ivy is here');
+    await poll(() => item(ivy.page, 'ivy is here').count()).toBe(1);
+    await ivy.page.waitForTimeout(500);
+    expect(await ivy.page.locator('[aria-live="polite"]').textContent(), 'history is not news').toBe('');
+    expect(await ivy.page.getByText('hi from hugo').count()).toBe(1);
+    // Both messages are a HOST's; nothing else on the page says host or winner.
+    expect(await ivy.page.getByText('HOST').count()).toBe(2);
+    expect(await ivy.page.getByText('WINNER').count()).toBe(0);
+    const ivyId = t.userId(await t.token('ivy'));
+    const crowned = await t.request('POST', `/live-chat/sessions/${sid}/winners`, {
+      token: hostToken,
+      body: { user_ids: [ivyId] },
+    });
+    expect(crowned.status).toBe(200);
+    await poll(() => ivy.page.getByText('WINNER').count()).toBe(1);
+    // isVisible() is strict: a second element with the text would throw.
+    expect(await ivy.page.getByText('WINNER').isVisible()).toBe(true);
+    // A message from someone else is announced, and still found once.
+    await t.request('POST', '/live-chat/messages', {
+      token: hostToken,
+      body: { message: 'second from hugo' },
+    });
+    await poll(() => ivy.page.locator('[aria-live="polite"]').textContent()).toBe('New message from hugo');
+    expect(await ivy.page.getByText('second from hugo').count()).toBe(1);
+    expect(await ivy.page.getByText('second from hugo').isVisible()).toBe(true);
   });
 
   it('sticks to the bottom; scrolled up, a pill counts the new messages and brings them into view', async () => {

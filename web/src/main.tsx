@@ -30,7 +30,9 @@ function App() {
     <DrawPage
       key={identity?.token ?? prodToken}
       getToken={getToken}
-      who={identity ? `${identity.username}${identity.host ? ' (host)' : ''}` : null}
+      // The name alone: the words of the badges (WINNER, HOST) appear on the page only as badges, so that a viewer,
+      // or a browser test, finding them as text finds a badge.
+      who={identity ? identity.username : null}
       onSwitch={
         identity
           ? () => {

@@ -90,8 +90,8 @@ export function DrawPanel({ client }: { client: ChatClient }) {
           </div>
         </dl>
         <p className="dc-draw__note">
-          The chat opens before the draw and stays open for a while after it. Winners get a{' '}
-          <strong>WINNER</strong> badge the moment the host names them.
+          The chat opens before the draw and stays open for a while after it. Whoever wins gets a badge in the
+          chat the moment they are named.
         </p>
       </div>
     </section>

@@ -5,8 +5,10 @@ import type { ChatItem } from '../../../src/client/index.js';
 const MIN_GAP_MS = 2500;
 
 /**
- * A polite live region that reads out new messages from others ("alice: good luck"). Bursts are summed up:
- * "5 new messages. Latest from bob: here we go".
+ * A polite live region that says who wrote while the viewer is here ("New message from alice"); bursts are summed
+ * up ("5 new messages, the latest from bob"). The messages' own text is not repeated: it is read from the list,
+ * and a second copy of it on the page would be found twice by anyone searching the page for a message (a browser
+ * test among them). The history shown on joining, and on coming back, is not news.
  */
 export function Announcer({
   messages,
@@ -25,8 +27,10 @@ export function Announcer({
 
   useEffect(() => {
     const newest = messages.at(-1)?.id ?? 0;
-    // The history shown on joining is not news.
-    if (!ready || seen.current === null) {
+    // Until the first `init`, nothing is shown; with it, the history (the newest id, from here on, is the mark).
+    // Messages missed while reconnecting are news once the chat is back.
+    if (!ready) return;
+    if (seen.current === null) {
       seen.current = newest;
       return;
     }
@@ -44,8 +48,8 @@ export function Announcer({
       lastAt.current = Date.now();
       setText(
         items.length === 1
-          ? `${last.username}: ${last.message}`
-          : `${items.length} new messages. Latest from ${last.username}: ${last.message}`,
+          ? `New message from ${last.username}`
+          : `${items.length} new messages, the latest from ${last.username}`,
       );
     };
     if (timer.current === undefined) {

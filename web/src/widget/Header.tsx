@@ -34,14 +34,14 @@ export function Header({
           <EyeIcon />
           {/* biome-ignore lint/a11y/useSemanticElements: a labelled number (SPEC §1: text is the plain count), not a form group */}
           <span role="group" aria-label="Viewers" className="dc-stat__n">
-            {viewers}
+            {formatCount(viewers)}
           </span>
         </span>
         <span className="dc-stat dc-stat--likes" title={`${likes} hearts for this draw`}>
           <HeartIcon />
           {/* biome-ignore lint/a11y/useSemanticElements: see Viewers */}
           <span role="group" aria-label="Likes" className="dc-stat__n" key={likes}>
-            {likes < 10_000 ? likes : formatCount(likes)}
+            {formatCount(likes)}
           </span>
         </span>
       </div>

@@ -3,7 +3,6 @@
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'short' });
 const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: 'short', day: 'numeric', month: 'short' });
-const countFormat = new Intl.NumberFormat(undefined, { notation: 'compact', maximumFractionDigits: 1 });
 
 export function formatTime(iso: string | number): string {
   return timeFormat.format(new Date(iso));
@@ -20,9 +19,9 @@ export function formatWhen(iso: string | number, now: number): string {
   return sameDay ? timeFormat.format(date) : `${dayFormat.format(date)}, ${timeFormat.format(date)}`;
 }
 
-/** 1234 → "1.2K"; the exact number goes in the accessible name where it matters. */
+/** The plain number, 12345 as "12345": SPEC §1 makes the counts' text the number itself (no "12K", no separators). */
 export function formatCount(n: number): string {
-  return n < 10_000 ? String(n) : countFormat.format(n);
+  return String(n);
 }
 
 /** A countdown: "2:59:58", "4:05", or "3d 4h" when it is days away. */
