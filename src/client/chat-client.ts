@@ -36,6 +36,17 @@ const OPENING_SPREAD_MS = 2_000;
 /** setTimeout cannot wait longer than this. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const WS_OPEN = 1;
+/** A refusal this soon after a message like or unlike may be that like's (`#recheckLikes`). */
+const LIKE_REFUSAL_WINDOW_MS = 5_000;
+/** Quiet time after the last such refusal before the counts are read again. */
+const LIKE_RECHECK_DELAY_MS = 500;
+/** Errors about joining, cleared by the next `init`. */
+const JOIN_ERRORS: ReadonlySet<string> = new Set([
+  'forbidden',
+  'not_found',
+  'unauthorized',
+  'too_many_connections',
+]);
 
 class HttpError extends Error {
   constructor(readonly status: number) {
@@ -101,6 +112,8 @@ export class ChatClient {
   #resync = false;
   #token: string | null = null;
   #forceToken = false;
+  /** The token the server last refused (4401, HTTP 401), until a connection succeeds. */
+  #refusedToken: string | null = null;
   #hadInit = false;
   /** A session the server just refused as not active while status called it active (a boundary race). */
   #refusedSession: number | null = null;
@@ -111,6 +124,10 @@ export class ChatClient {
   #renewTimer: unknown;
   #heartbeatTimer: unknown;
   #lastFrameAt = 0;
+  /** When a message like or unlike was last sent (an optimistic change the server may refuse). */
+  #likeSentAt = Number.NEGATIVE_INFINITY;
+  /** The re-read of the shown counts after a refusal (`#recheckLikes`). */
+  #likesCheckTimer: unknown;
 
   constructor(options: ChatClientOptions) {
     this.#baseUrl = options.baseUrl.replace(/\/+$/, '');
@@ -289,7 +306,7 @@ export class ChatClient {
       this.#openSocket(token, generation);
     } catch (err) {
       if (generation !== this.#generation) return;
-      if (err instanceof HttpError && err.status === 401) this.#forceToken = true;
+      if (err instanceof HttpError && err.status === 401) this.#refused(this.#token);
       this.#scheduleReconnect();
     }
   }
@@ -408,7 +425,7 @@ export class ChatClient {
     if (state === 'stopped') return;
     switch (code) {
       case CloseCode.UNAUTHORIZED:
-        this.#forceToken = true;
+        this.#refused(this.#token);
         this.#scheduleReconnect();
         return;
       case CloseCode.CHAT_CLOSED:
@@ -427,8 +444,16 @@ export class ChatClient {
         this.#scheduleReconnect();
         return;
       case CloseCode.TOO_MANY_CONNECTIONS:
-        // Another tab holds the connections; wait longer than for a plain drop.
-        this.#update((d) => (d.attempt += 2));
+        // Other tabs hold the connections; wait longer than for a plain drop, and say why (until a join succeeds).
+        this.#update((d) => {
+          d.attempt += 2;
+          d.error = {
+            code: 'too_many_connections',
+            message:
+              'This account has the chat open in too many tabs or devices; close one and this one joins.',
+            at: this.#now(),
+          };
+        });
         this.#scheduleReconnect();
         return;
       case CloseCode.FORBIDDEN:
@@ -507,8 +532,26 @@ export class ChatClient {
   #stopLiveTimers(): void {
     if (this.#renewTimer !== undefined) this.#clearTimeout(this.#renewTimer);
     if (this.#heartbeatTimer !== undefined) this.#clearTimeout(this.#heartbeatTimer);
+    if (this.#likesCheckTimer !== undefined) this.#clearTimeout(this.#likesCheckTimer);
     this.#renewTimer = undefined;
     this.#heartbeatTimer = undefined;
+    this.#likesCheckTimer = undefined;
+  }
+
+  /**
+   * A refusal soon after a like or unlike (rate limited, the message deleted meanwhile): the optimistic change may
+   * be one the server did not make, and the answer does not say which command it refuses. Once the refusals stop
+   * for a moment, the shown messages' counts and `liked_by_me` are read again from the server.
+   */
+  #recheckLikes(): void {
+    if (this.#now() - this.#likeSentAt > LIKE_REFUSAL_WINDOW_MS || this.#sessionId === null) return;
+    if (this.#likesCheckTimer !== undefined) this.#clearTimeout(this.#likesCheckTimer);
+    const generation = this.#generation;
+    const sessionId = this.#sessionId;
+    this.#likesCheckTimer = this.#setTimeout(() => {
+      this.#likesCheckTimer = undefined;
+      void this.#refreshShown(generation, sessionId);
+    }, LIKE_RECHECK_DELAY_MS);
   }
 
   #clearTimers(): void {
@@ -523,10 +566,26 @@ export class ChatClient {
     const expiresAt = token ? tokenExpiresAt(token) : null;
     const stale = expiresAt !== null && expiresAt - this.#now() < TOKEN_RENEW_BEFORE_MS;
     if (token && !this.#forceToken && !stale) return token;
-    const fresh = await this.#getTokenFn();
+    const fresh = await this.#getTokenFn({ refused: this.#refusedToken });
     this.#token = fresh;
     this.#forceToken = false;
+    if (fresh === this.#refusedToken) {
+      // The source has nothing better: keep trying (the viewer may sign in again elsewhere), and say why.
+      this.#update((d) => {
+        d.error = {
+          code: 'unauthorized',
+          message: 'Your sign-in is not accepted any more; sign in again to rejoin.',
+          at: this.#now(),
+        };
+      });
+    }
     return fresh;
+  }
+
+  /** The server refused `token` (4401, HTTP 401): the next connection asks `getToken` for another one. */
+  #refused(token: string | null): void {
+    this.#refusedToken = token;
+    this.#forceToken = true;
   }
 
   /** Renews the token on the open socket (`auth`) shortly before it expires. */
@@ -542,7 +601,7 @@ export class ChatClient {
         void (async () => {
           const old = this.#token;
           try {
-            const fresh = await this.#getTokenFn();
+            const fresh = await this.#getTokenFn({ refused: null });
             if (generation !== this.#generation) return;
             this.#token = fresh;
             if (fresh !== old) this.#command({ type: 'auth', token: fresh });
@@ -695,6 +754,7 @@ export class ChatClient {
           this.#fail(d, event.client_msg_id, info);
         } else {
           d.error = info;
+          if (!event.client_msg_id) this.#recheckLikes();
         }
         return;
       }
@@ -718,7 +778,8 @@ export class ChatClient {
     d.closed = null;
     d.reconnectAt = null;
     d.attempt = 0;
-    if (d.error?.code === 'forbidden' || d.error?.code === 'not_found') d.error = null;
+    if (d.error && JOIN_ERRORS.has(d.error.code)) d.error = null;
+    this.#refusedToken = null;
     this.#insert(d, event.messages);
     this.#hadInit = true;
     this.#refusedSession = null;
@@ -830,6 +891,7 @@ export class ChatClient {
       )
     )
       return false;
+    this.#likeSentAt = this.#now();
     this.#update((d) => {
       d.messages = d.messages.map((m) =>
         m.id === messageId ? { ...m, liked_by_me: liked, likes: Math.max(0, m.likes + (liked ? 1 : -1)) } : m,

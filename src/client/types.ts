@@ -108,8 +108,12 @@ export interface BackoffOptions {
 export interface ChatClientOptions {
   /** Where draw-chat runs, e.g. `https://chat.example.com` (absolute). */
   baseUrl: string;
-  /** The viewer's JWT. Called at start, after a 4401 close, and shortly before the current token expires. */
-  getToken: () => string | Promise<string>;
+  /**
+   * The viewer's JWT. Called at start, after a 4401 close (or an HTTP 401), and shortly before the current token
+   * expires. After a refusal `refused` is the token the server refused: return another one (a source that caches
+   * tokens must not hand that one out again).
+   */
+  getToken: (context: { refused: string | null }) => string | Promise<string>;
   /** Join this session instead of the active one from `/live-chat/status`. */
   sessionId?: number;
   /** WebSocket constructor; default `globalThis.WebSocket` (pass `ws` in Node.js before 22). */

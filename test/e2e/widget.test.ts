@@ -204,6 +204,19 @@ describe.skipIf(!haveChromium && !ci)('the chat widget in Chromium', { timeout: 
     expect(await ivy.page.getByText('second from hugo').isVisible()).toBe(true);
   });
 
+  it('[SPEC §5] one tab too many (4429) says why while it waits, and joins once another tab closes', async () => {
+    const t = await server({ LIVE_CHAT_MAX_CONNECTIONS_PER_USER: '1' });
+    const first = await viewer(t.url, 'jill');
+    await poll(() => text(first.page, 'Viewers')).toBe('1');
+    const second = await viewer(t.url, 'jill');
+    await poll(() => second.page.getByText('open in too many tabs or devices').count()).toBe(1);
+    await first.page.close();
+    await poll(() => text(second.page, 'Viewers')).toBe('1');
+    await say(second.page, 'my other tab closed');
+    await poll(() => item(second.page, 'my other tab closed').count()).toBe(1);
+    expect(await second.page.getByText('open in too many tabs or devices').count()).toBe(0);
+  });
+
   it('sticks to the bottom; scrolled up, a pill counts the new messages and brings them into view', async () => {
     const t = await server();
     const { page } = await viewer(t.url, 'gina');

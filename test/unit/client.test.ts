@@ -46,6 +46,9 @@ class FakeTime {
   }
 }
 
+/** The client's quiet time before it reads the counts again after a refusal (LIKE_RECHECK_DELAY_MS). */
+const LIKE_RECHECK_MS = 500;
+
 async function flush() {
   for (let i = 0; i < 10; i++) await Promise.resolve();
 }
@@ -440,11 +443,45 @@ describe('ChatClient: reconnect and resume', () => {
     expect(new URL(socket().url).pathname).toBe('/live-chat/ws/9');
   });
 
-  it('close 4429 (too many connections) waits longer than a plain drop', async () => {
+  it('close 4429 (too many connections) waits longer than a plain drop, and says why until a join succeeds', async () => {
     const { socket, snap, time } = await connected();
     socket().drop(4429, 'too many connections');
     expect(snap().state).toBe('reconnecting');
     expect(snap().reconnectAt! - time.now).toBe(2000);
+    expect(snap().error?.code).toBe('too_many_connections');
+    await time.advance(2000);
+    socket().open();
+    socket().receive(init([]));
+    expect(snap().error).toBeNull();
+  });
+
+  it('[SPEC §5] a 4401 for a token getToken hands out again: getToken is told which was refused; the client keeps trying and says why; a new token clears it', async () => {
+    FakeSocket.all = [];
+    const asked: Array<string | null> = [];
+    const handedOut = ['stuck', 'stuck', 'renewed'];
+    const { client, socket, snap, time } = setup({
+      getToken: ({ refused }) => {
+        asked.push(refused);
+        return handedOut.shift() ?? 'renewed';
+      },
+    });
+    client.start();
+    await flush();
+    socket().open();
+    socket().receive(init([]));
+    socket().drop(4401, 'token refused');
+    await time.advance(500);
+    expect(asked).toEqual([null, 'stuck']);
+    expect(socket().query.get('token')).toBe('stuck');
+    expect(snap().error?.code).toBe('unauthorized');
+    socket().drop(4401, 'token refused');
+    await time.advance(2000);
+    expect(asked).toEqual([null, 'stuck', 'stuck']);
+    expect(socket().query.get('token')).toBe('renewed');
+    socket().open();
+    socket().receive(init([]));
+    expect(snap().error).toBeNull();
+    expect(snap().state).toBe('open');
   });
 
   it('close 4403 stops for good with an error', async () => {
@@ -623,6 +660,46 @@ describe('ChatClient: likes and tokens', () => {
       { type: 'unlike_message', message_id: 1 },
       { type: 'like' },
     ]);
+  });
+
+  it('a refusal soon after a message like (rate limited): the shown counts and liked_by_me are read again from the server', async () => {
+    let truth = [msg(1, { likes: 2, liked_by_me: false }), msg(2, { likes: 5, liked_by_me: true })];
+    const pages: string[] = [];
+    const { client, socket, snap, time } = await connected(
+      [msg(1, { likes: 2 }), msg(2, { likes: 5, liked_by_me: true })],
+      {
+        fetch: async (url) => {
+          const path = new URL(url).pathname;
+          if (path === '/live-chat/messages') pages.push(url);
+          const body =
+            path === '/live-chat/status'
+              ? status()
+              : { session_id: SESSION.id, messages: truth, has_more: false };
+          return { ok: true, status: 200, json: async () => body };
+        },
+      },
+    );
+    const before = pages.length;
+    expect(client.likeMessage(1)).toBe(true);
+    expect(client.unlikeMessage(2)).toBe(true);
+    expect(snap().messages.map((m) => [m.likes, m.liked_by_me])).toEqual([
+      [3, true],
+      [4, false],
+    ]);
+    // The like of message 1 went through (the server's count says so); the unlike of message 2 was refused.
+    truth = [msg(1, { likes: 3, liked_by_me: true }), msg(2, { likes: 5, liked_by_me: true })];
+    socket().receive({ type: 'error', code: 'rate_limited', message: 'Slow down.', retry_after_ms: 900 });
+    await time.advance(LIKE_RECHECK_MS);
+    expect(pages.length).toBe(before + 1);
+    expect(snap().messages.map((m) => [m.likes, m.liked_by_me])).toEqual([
+      [3, true],
+      [5, true],
+    ]);
+    // A refusal long after the last like (a heart's, say) reads nothing again.
+    await time.advance(10_000);
+    socket().receive({ type: 'error', code: 'rate_limited', message: 'Slow down.', retry_after_ms: 900 });
+    await time.advance(LIKE_RECHECK_MS);
+    expect(pages.length).toBe(before + 1);
   });
 
   it('keeps liked_by_me from init (a reloaded client shows its own likes)', async () => {

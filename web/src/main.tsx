@@ -1,6 +1,6 @@
 import { StrictMode, useMemo, useState } from 'react';
 import { createRoot } from 'react-dom/client';
-import { ChatClient } from '../../src/client/index.js';
+import { ChatClient, type ChatClientOptions } from '../../src/client/index.js';
 import {
   authMode,
   type DevIdentity,
@@ -50,7 +50,7 @@ function DrawPage({
   who,
   onSwitch,
 }: {
-  getToken: () => string | Promise<string>;
+  getToken: ChatClientOptions['getToken'];
   who: string | null;
   onSwitch?: () => void;
 }) {

@@ -7,8 +7,11 @@ import { LiveChat } from './widget/LiveChat.js';
 export interface MountOptions {
   /** Where draw-chat runs, e.g. `https://chat.example.com`. Default: this page's origin. */
   baseUrl?: string;
-  /** Returns the viewer's JWT (e.g. the Descope session token). Called again when it is about to expire. */
-  getToken: () => string | Promise<string>;
+  /**
+   * Returns the viewer's JWT (e.g. the Descope session token). Called again when it is about to expire, and
+   * after the server refused one (`refused` is that token: return another).
+   */
+  getToken: ChatClientOptions['getToken'];
   /** Join this session instead of the active one. */
   sessionId?: number;
   /** Heading of the widget. Default "Live chat". */

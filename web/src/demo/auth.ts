@@ -53,12 +53,18 @@ export async function devJoin(username: string, host: boolean): Promise<DevIdent
   return identity;
 }
 
-/** A getToken for the chat client: the stored dev token, renewed when it is about to run out. */
-export function devTokenSource(identity: DevIdentity): () => Promise<string> {
+/**
+ * A getToken for the chat client: the stored dev token, renewed when it is about to run out or when the server
+ * refused it (a dev server started afresh signs with a new key).
+ */
+export function devTokenSource(
+  identity: DevIdentity,
+): (context: { refused: string | null }) => Promise<string> {
   let current = identity;
-  return async () => {
+  return async ({ refused }) => {
     const expiresAt = tokenExpiresAt(current.token);
-    if (expiresAt !== null && expiresAt - Date.now() > RENEW_MS) return current.token;
+    if (refused !== current.token && expiresAt !== null && expiresAt - Date.now() > RENEW_MS)
+      return current.token;
     current = await devJoin(current.username, current.host);
     return current.token;
   };

@@ -36,9 +36,10 @@ export function LiveChat({ client, title = 'Live chat' }: LiveChatProps) {
     };
   }, [client]);
 
-  // A refused heart or like is worth a moment's notice, not a permanent banner.
+  // A refused heart or like is worth a moment's notice, not a permanent banner. Why a join keeps failing (a
+  // refused sign-in, too many tabs) stays until a join succeeds.
   useEffect(() => {
-    if (!snap.error || snap.state === 'stopped') return;
+    if (!snap.error || snap.state !== 'open') return;
     const wait = Math.max(4000, (snap.error.retry_after_ms ?? 0) + 500);
     const timer = window.setTimeout(() => client.clearError(), Math.min(wait, 15_000));
     return () => window.clearTimeout(timer);
