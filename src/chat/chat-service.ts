@@ -101,6 +101,8 @@ const USER_READ_WINDOW_MS = 2;
 interface ActiveSession {
   readonly record: SessionRecord;
   winners: Set<string>;
+  /** `winners` events applied: a re-read from the database begun before one of them is older than it. */
+  winnerEvents: number;
   /** Ascending ids, at most RECENT_LIMIT. */
   recent: StoredMessage[];
   /** True when `recent` holds every message of the session (nothing older exists). */
@@ -398,6 +400,7 @@ export class ChatService {
     const session: ActiveSession = {
       record,
       winners: new Set(winners),
+      winnerEvents: 0,
       recent: page.messages,
       recentComplete: !page.hasMore,
       byClientId: new Map(),
@@ -479,6 +482,9 @@ export class ChatService {
     if (!active) return;
     const id = active.record.id;
     const { store } = this.#deps;
+    // What arrives while the database is read is newer than what the read finds: it is not overwritten.
+    const winnerEvents = active.winnerEvents;
+    const likeVersions = new Map(active.messageLikeVersions);
     let winners: string[];
     let page: Awaited<ReturnType<ChatStore['listMessages']>>;
     let record: SessionRecord | undefined;
@@ -494,7 +500,9 @@ export class ChatService {
     }
     if (this.#active !== active) return;
     const nextWinners = new Set(winners);
-    if (nextWinners.size !== active.winners.size || winners.some((w) => !active.winners.has(w))) {
+    const winnersChanged =
+      nextWinners.size !== active.winners.size || winners.some((w) => !active.winners.has(w));
+    if (winnersChanged && active.winnerEvents === winnerEvents) {
       active.winners = nextWinners;
       this.hub.publish(id, { type: 'winner_update', session_id: id, user_ids: winners });
     }
@@ -509,7 +517,11 @@ export class ChatService {
         this.hub.publish(id, { type: 'message_deleted', session_id: id, message_id: m.id });
         continue;
       }
-      if (stored && stored.likes !== m.likes) {
+      if (
+        stored &&
+        stored.likes !== m.likes &&
+        active.messageLikeVersions.get(m.id) === likeVersions.get(m.id)
+      ) {
         m.likes = stored.likes;
         this.hub.setMessageLikes(id, m.id, m.likes);
       }
@@ -1079,7 +1091,10 @@ export class ChatService {
           });
           break;
         case 'winners':
-          if (active) active.winners = new Set(e.userIds);
+          if (active) {
+            active.winners = new Set(e.userIds);
+            active.winnerEvents++;
+          }
           this.hub.publish(e.sessionId, {
             type: 'winner_update',
             session_id: e.sessionId,

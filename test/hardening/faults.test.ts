@@ -950,6 +950,72 @@ describe.skipIf(!ready)('faults (issue 6)', () => {
     }
   });
 
+  it('[H-FAULT-17] the periodic re-read of winners and like counts from the database does not overwrite a change that arrived from another node while it read: no stale winner_update or message_like_update goes out', async () => {
+    const [a, b] = await cluster(2);
+    const host = await b.token('resync-host', { roles: ['host'] });
+    const sid = await a.sessionId(host);
+    const winner = await a.token('resync-winner');
+    const msg = (
+      await a.request('POST', '/live-chat/messages', { token: winner, body: { message: 'like me' } })
+    ).body;
+    const v = await a.connect(sid, await a.token('resync-viewer'));
+    await waitFor(
+      () => seenIds(v).includes(msg.id) || v.init!.messages.some((m: any) => m.id === msg.id),
+      3000,
+      'the message on A',
+    );
+    // A's re-read finds the database as it is now, then waits while B changes the winners and likes the message.
+    const store = a.server.store;
+    const getWinners = store.getWinners.bind(store);
+    const listMessages = store.listMessages.bind(store);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    store.getWinners = async (id) => {
+      const found = await getWinners(id);
+      await held;
+      return found;
+    };
+    store.listMessages = async (id, options) => {
+      const found = await listMessages(id, options);
+      await held;
+      return found;
+    };
+    try {
+      const resync = a.server.service.resyncState();
+      await sleep(100);
+      const crowned = await b.request('POST', `/live-chat/sessions/${sid}/winners`, {
+        token: host,
+        body: { user_ids: [a.userId(winner)] },
+      });
+      expect(crowned.status).toBe(200);
+      expect((await b.request('POST', `/live-chat/like-message/${msg.id}`, { token: host })).status).toBe(
+        200,
+      );
+      await v.next('winner_update', (e) => e.user_ids.length === 1, 3000);
+      await v.next('message_like_update', (e) => e.message_id === msg.id && e.likes === 1, 3000);
+      release();
+      await resync;
+    } finally {
+      store.getWinners = getWinners;
+      store.listMessages = listMessages;
+      release();
+    }
+    await sleep(1500);
+    const winnerUpdates = v.events.filter((e) => e.type === 'winner_update');
+    expect(winnerUpdates.at(-1)!.user_ids, 'the last winner_update is the newest list').toEqual([
+      a.userId(winner),
+    ]);
+    const likeUpdates = v.events.filter((e) => e.type === 'message_like_update' && e.message_id === msg.id);
+    expect(likeUpdates.at(-1)!.likes, 'the last like count is the newest').toBe(1);
+    const fresh = await a.connect(sid, await a.token('resync-later'));
+    expect(fresh.init!.messages.find((m: any) => m.id === msg.id)).toMatchObject({
+      likes: 1,
+      is_winner: true,
+    });
+  });
+
   it('[H-FAULT-14] resume on a node that has not heard of the newest messages yet (cut off from Redis): the replay holds no message at or before `since` and nothing after it is missing', async () => {
     const { proxy, a, b } = await pairWithCuttableRedis('lag', {
       LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '1000000',
