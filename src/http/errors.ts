@@ -49,6 +49,8 @@ export function errorHandler(onError: (code: ErrorCode) => void) {
     switch (err.code) {
       case 'FST_ERR_CTP_BODY_TOO_LARGE':
         return respond('payload_too_large');
+      case 'FST_ERR_MAX_PARAM_LENGTH':
+        return respond('uri_too_long');
       case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
         return respond('unsupported_media_type');
       case 'FST_ERR_CTP_EMPTY_JSON_BODY':

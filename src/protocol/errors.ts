@@ -12,6 +12,7 @@ export const ErrorCodes = {
   chat_closed: { status: 409, message: 'The chat is not open right now.' },
   chat_disabled: { status: 503, message: 'The chat is turned off.' },
   payload_too_large: { status: 413, message: 'The request body is too large.' },
+  uri_too_long: { status: 414, message: 'A path parameter is longer than 300 characters.' },
   unsupported_media_type: { status: 415, message: 'Send the request body as application/json.' },
   rate_limited: { status: 429, message: 'Too many requests; retry later.' },
   too_many_connections: { status: 429, message: 'Too many open connections for this user.' },

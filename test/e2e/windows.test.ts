@@ -289,14 +289,14 @@ describe('operations endpoints', () => {
     try {
       const token = await t.token('edna');
       const sessionId = await t.sessionId(token);
-      for (const [method, path] of [
-        ['POST', '/live-chat/like-message/%E0%A4%A'],
-        ['PUT', '/live-chat/users/%zz'],
-        ['POST', `/live-chat/like-message/${'9'.repeat(400)}`],
+      for (const [method, path, status, code] of [
+        ['POST', '/live-chat/like-message/%E0%A4%A', 400, 'bad_request'],
+        ['PUT', '/live-chat/users/%zz', 400, 'bad_request'],
+        ['POST', `/live-chat/like-message/${'9'.repeat(400)}`, 414, 'uri_too_long'],
       ] as const) {
         const res = await t.request(method, path, { token });
-        expect(res.status, path.slice(0, 40)).toBe(400);
-        expect(res.body.error?.code, path.slice(0, 40)).toBe('bad_request');
+        expect(res.status, path.slice(0, 40)).toBe(status);
+        expect(res.body.error?.code, path.slice(0, 40)).toBe(code);
         expect(typeof res.body.error.message).toBe('string');
       }
       // A peer that never answers the close frame holds the shutdown open for a while (ws' closeTimeout).
