@@ -951,7 +951,9 @@ describe.skipIf(!ready)('faults (issue 6)', () => {
   });
 
   it('[H-FAULT-17] the periodic re-read of winners and like counts from the database does not overwrite a change that arrived from another node while it read: no stale winner_update or message_like_update goes out', async () => {
-    const [a, b] = await cluster(2);
+    const nodes = await cluster(2);
+    const a = nodes[0]!;
+    const b = nodes[1]!;
     const host = await b.token('resync-host', { roles: ['host'] });
     const sid = await a.sessionId(host);
     const winner = await a.token('resync-winner');
