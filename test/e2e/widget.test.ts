@@ -170,7 +170,7 @@ describe.skipIf(!haveChromium && !ci)('the chat widget in Chromium', { timeout: 
     );
   });
 
-  it('[SPEC §1] a message, a badge and a count are each on the page once: found as text, a message is its list item; history on joining is not announced', async () => {
+  it('[SPEC §1] a message, a badge and a count are each on the page once: found as text, a message is its list item; history on joining is not announced; the length limit counts the trimmed text', async () => {
     const t = await server();
     const hostToken = await t.token('hugo', { roles: ['host'] });
     const sid = await t.sessionId(hostToken);
@@ -202,6 +202,12 @@ describe.skipIf(!haveChromium && !ci)('the chat widget in Chromium', { timeout: 
     await poll(() => ivy.page.locator('[aria-live="polite"]').textContent()).toBe('New message from hugo');
     expect(await ivy.page.getByText('second from hugo').count()).toBe(1);
     expect(await ivy.page.getByText('second from hugo').isVisible()).toBe(true);
+    // The limit counts what the server counts: the text after trimming (500 characters and trailing spaces fit).
+    const longest = `${'x'.repeat(499)}!`;
+    await input(ivy.page).fill(`${longest}   `);
+    expect(await ivy.page.getByRole('button', { name: 'Send' }).isEnabled()).toBe(true);
+    await input(ivy.page).press('Enter');
+    await poll(() => item(ivy.page, longest).count()).toBe(1);
   });
 
   it('[SPEC §5] one tab too many (4429) says why while it waits, and joins once another tab closes', async () => {

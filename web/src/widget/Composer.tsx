@@ -23,7 +23,8 @@ export function Composer({ canSend, canLike, maxLength, onSend, onLike, notice, 
   const counterId = useId();
   const input = useRef<HTMLInputElement>(null);
   const hearts = useRef<HeartsHandle>(null);
-  const length = [...text].length;
+  // Counted as the server counts it: code points after trimming.
+  const length = [...text.trim()].length;
   const left = maxLength - length;
   const tooLong = left < 0;
   const sendable = canSend && text.trim() !== '' && !tooLong;
