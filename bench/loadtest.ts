@@ -45,12 +45,30 @@ const HELP = `usage: npm run loadtest -- [options]
   --workers N        client processes (default ${Generator.defaultWorkers()})
   --concurrency N    handshakes in flight per client process (default 200)
   --key FILE         sign tokens with this private RSA JWK (server: AUTH_JWKS_URL); --issuer, --audience
-  --keys-dir DIR     dev-auth key directory shared with a local server (default ${DEFAULT_KEYS_DIR})
+  --keys-dir DIR     dev-auth key directory shared with the server (default ${DEFAULT_KEYS_DIR} for local
+                     servers; with --url and no --key, tokens come from the server's POST /live-chat/dev/token)
+  --redis URL        Redis for --nodes > 1 (default $REDIS_URL or redis://127.0.0.1:6379)
   --cpu-prof DIR     write a V8 CPU profile of each local node into DIR (the whole process)
   --profile-load P   CPU-profile only the load phase of each local node: P.node<i>.cpuprofile
   --profile-ramp P   CPU-profile only the connect phase (the handshakes) of each local node, the same way
   --before           a local draw-chat with the fan-out code from before the performance work (A/B)
   --out PATH         result files PATH.json and PATH.html (default bench/results/loadtest-<time>)`;
+
+/** The key id of a running dev-auth server's own JWKS; a server with real auth needs `--key`. */
+async function devAuthKid(url: string): Promise<string> {
+  const jwks = (await fetch(`${url}/.well-known/jwks.json`)
+    .then((r) => (r.ok ? r.json() : null))
+    .catch(() => null)) as { keys?: Array<{ kid?: string }> } | null;
+  const kid = jwks?.keys?.[0]?.kid;
+  if (!kid)
+    throw new UsageError(
+      `${url} is not a draw-chat in dev auth mode (no /.well-known/jwks.json): pass --key with a private JWK it trusts through AUTH_JWKS_URL`,
+    );
+  return kid;
+}
+
+/** A flag the load test cannot run with: reported in one line, exit code 2. */
+class UsageError extends Error {}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -74,7 +92,7 @@ async function main(): Promise<void> {
       key: { type: 'string' },
       issuer: { type: 'string' },
       audience: { type: 'string' },
-      'keys-dir': { type: 'string', default: DEFAULT_KEYS_DIR },
+      'keys-dir': { type: 'string' },
       'cpu-prof': { type: 'string' },
       'profile-load': { type: 'string' },
       'profile-ramp': { type: 'string' },
@@ -89,25 +107,69 @@ async function main(): Promise<void> {
   }
   const num = (name: keyof typeof values) => {
     const n = Number(values[name]);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number`);
+    if (values[name] === '' || !Number.isFinite(n) || n < 0)
+      throw new UsageError(`--${name} must be a number ≥ 0`);
     return n;
   };
-  const viewers = num('viewers');
-  const senders = Math.min(num('senders'), viewers);
-  const warm = num('warm');
+  /** A whole number of things, at least `min`. */
+  const count = (name: keyof typeof values, min: number) => {
+    const n = num(name);
+    if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be a whole number ≥ ${min}`);
+    return n;
+  };
+  const share = (name: keyof typeof values) => {
+    const n = num(name);
+    if (n > 1) throw new UsageError(`--${name} is a share from 0 to 1 (0.02 is 2 %)`);
+    return n;
+  };
+  const viewers = count('viewers', 1);
+  const senders = Math.min(count('senders', 0), viewers);
+  const warm = count('warm', 0);
   const rate = num('rate');
   const hearts = num('hearts');
   // The baselines have no hearts: draw-chat's like frame would be a protocol error there (Engine.IO closes on it).
-  if (hearts > 0 && values.target !== 'drawchat') throw new Error('--hearts needs --target drawchat');
+  if (hearts > 0 && values.target !== 'drawchat') throw new UsageError('--hearts needs --target drawchat');
   const duration = num('duration');
-  const nodes = num('nodes');
+  const nodes = count('nodes', 1);
+  const workers = count('workers', 1);
+  const concurrency = count('concurrency', 1);
+  const fullShare = share('full');
+  const sampleShare = share('sample');
+  const urls = values.url?.split(',').map((u) => u.trim().replace(/\/+$/, ''));
+  if (urls?.some((u) => !/^https?:\/\/[^/]+$/.test(u)))
+    throw new UsageError('--url takes http(s)://host[:port] addresses, comma-separated');
+  if (urls) {
+    const local = [
+      ...(['cpu-prof', 'profile-load', 'profile-ramp'] as const).filter((f) => values[f] !== undefined),
+      ...(values.before ? ['before'] : []),
+      ...(nodes !== 1 ? ['nodes'] : []),
+      ...(values.database !== 'sqlite' ? ['database'] : []),
+      ...(values.target !== 'drawchat' ? ['target'] : []),
+    ];
+    if (local.length > 0)
+      throw new UsageError(
+        `--url measures a running server; ${local.map((f) => `--${f}`).join(', ')} apply to local ones`,
+      );
+  } else if (values.key) {
+    throw new UsageError(
+      '--key signs tokens for a server that trusts that key (AUTH_JWKS_URL): pass its --url',
+    );
+  }
   const progress = new Progress();
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const out = values.out ?? join(ROOT, 'bench', 'results', `loadtest-${stamp}`);
 
+  // A running dev-auth server (`--url` without `--key` or `--keys-dir`) mints its own users' tokens; a local server
+  // shares the generator's key directory; `--key` signs for a server that trusts it.
   const mint = values.key
-    ? await TokenMint.fromKeyFile(values.key, { issuer: values.issuer, audience: values.audience })
-    : await TokenMint.open(values['keys-dir']);
+    ? await TokenMint.fromKeyFile(
+        values.key,
+        { issuer: values.issuer, audience: values.audience },
+        values['keys-dir'] ?? DEFAULT_KEYS_DIR,
+      )
+    : urls && values['keys-dir'] === undefined
+      ? TokenMint.fromServer(urls[0]!, await devAuthKid(urls[0]!))
+      : await TokenMint.open(values['keys-dir'] ?? DEFAULT_KEYS_DIR);
   progress.log(`minting ${warm + viewers} tokens (cached in ${mint.dir})…`);
   // Warm-up viewers first, then the measured ones: every measured handshake is a user the server has not seen.
   const allTokens = await mint.tokens(0, warm + viewers);
@@ -116,8 +178,8 @@ async function main(): Promise<void> {
   let target: Target;
   switch (values.target) {
     case 'drawchat':
-      target = values.url
-        ? externalDrawChat(values.url.split(','))
+      target = urls
+        ? externalDrawChat(urls)
         : await startDrawChat({
             database: values.database,
             nodes,
@@ -146,13 +208,13 @@ async function main(): Promise<void> {
     const idle = procSample(target.pids);
     const { result, series } = await withLoad(
       target,
-      { workers: num('workers'), label: target.label, progress },
+      { workers, label: target.label, progress },
       async (ctx) => {
         const clients = {
-          fullShare: num('full'),
-          sampleShare: num('sample'),
+          fullShare,
+          sampleShare,
           batch: !values['seed-style'],
-          concurrency: num('concurrency'),
+          concurrency,
         };
         if (warm > 0) {
           ctx.mon.phase = 'warm-up';
@@ -169,7 +231,11 @@ async function main(): Promise<void> {
         if (values['profile-ramp']) await target.profile?.('start');
         const serverCpu = cpuMeter(target.pids);
         const generatorCpu = cpuMeter(ctx.gen.pids);
+        const rampFrom = ctx.mon.now();
         const connect = await ctx.gen.connect(target, { ...clients, viewers, senders, tokens, offset: warm });
+        // Each handshake's time (upgrade sent → `init`), over the ticks of the connect phase.
+        await ctx.mon.nextTick();
+        const connectMs = ctx.mon.window(rampFrom, ctx.mon.now()).connect;
         // CPU time (user + system) per handshake over the connect phase: the server's (local targets) and the
         // generator's own, which shares the machine.
         const cpu = {
@@ -178,7 +244,8 @@ async function main(): Promise<void> {
         };
         progress.log(
           `connected ${connect.ok}/${viewers} in ${(connect.elapsedMs / 1000).toFixed(1)} s ` +
-            `(${fmt(connect.perSecond)} handshakes/s; CPU per handshake: server ${cpu.server ?? 'n/a'} µs, generator ${cpu.generator} µs)` +
+            `(${fmt(connect.perSecond)} handshakes/s; connect p50 ${connectMs.p50} p95 ${connectMs.p95} p99 ${connectMs.p99} max ${connectMs.max} ms; ` +
+            `CPU per handshake: server ${cpu.server ?? 'n/a'} µs, generator ${cpu.generator} µs)` +
             `${connect.failed ? `, ${connect.failed} failed attempts ${JSON.stringify(connect.failures)}` : ''}`,
         );
         if (values['profile-ramp']) {
@@ -240,7 +307,7 @@ async function main(): Promise<void> {
         await ctx.mon.nextTick();
         const whole = ctx.mon.window(t0 + 1, ctx.mon.now());
         return {
-          connect: { ...connect, cpuUsPerHandshake: cpu },
+          connect: { ...connect, latencyMs: connectMs, cpuUsPerHandshake: cpu },
           loaded: { ...loaded, latency: whole.latency, ack: whole.ack },
           final,
           server,
@@ -269,7 +336,8 @@ async function main(): Promise<void> {
       machine: machineInfo(),
       options: { ...values, viewers, senders, rate, hearts, duration },
       target: { kind: target.kind, label: target.label, urls: target.urls },
-      idleRssMB: idle.rssBytes / 1024 / 1024,
+      // A running server's (`--url`) is not this machine's to read; its RSS under load comes from /metrics.
+      idleRssMB: target.pids.length ? idle.rssBytes / 1024 / 1024 : undefined,
       ...result,
       series,
     };
@@ -295,7 +363,11 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 main().then(
   () => process.exit(0),
   (err) => {
-    process.stderr.write(`loadtest: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
+    // A wrong flag is one line and exit code 2; anything else keeps its stack, for whoever has to fix it.
+    const usage =
+      err instanceof UsageError || (err as NodeJS.ErrnoException)?.code?.startsWith('ERR_PARSE_ARGS');
+    const text = err instanceof Error ? (usage ? err.message : (err.stack ?? err.message)) : String(err);
+    process.stderr.write(`loadtest: ${text}${usage ? ' (--help lists the options)' : ''}\n`);
+    void stopSpawned().finally(() => process.exit(usage ? 2 : 1));
   },
 );

@@ -46,9 +46,12 @@ export interface ConnectResult {
 export class Generator {
   readonly #workers: ChildProcess[];
   readonly #waiters = new Map<ChildProcess, Waiter[]>();
+  /** Per client process, its senders and its hearters (light viewers that are not senders): what `setRates` splits by. */
+  readonly #dealt: Array<{ senders: number; hearters: number }>;
 
   private constructor(workers: ChildProcess[]) {
     this.#workers = workers;
+    this.#dealt = workers.map(() => ({ senders: 0, hearters: 0 }));
     for (const w of workers) {
       const list: Waiter[] = [];
       this.#waiters.set(w, list);
@@ -132,6 +135,9 @@ export class Generator {
       const n = dealt.get(kind) ?? 0;
       dealt.set(kind, n + 1);
       perWorker[n % this.#workers.length]!.push({ index, token: plan.tokens?.[k], full, sender, sample });
+      const dealtTo = this.#dealt[n % this.#workers.length]!;
+      if (sender) dealtTo.senders++;
+      else if (!full) dealtTo.hearters++;
     }
     const wire = {
       kind: target.kind,
@@ -167,10 +173,22 @@ export class Generator {
     };
   }
 
+  /**
+   * The offered rates, split over the client processes by what each was dealt: a process without senders sends
+   * no messages, so an even split lost its share of the rate (`--senders 1` over two processes sent half).
+   */
   setRates(messages: number, hearts = 0): void {
+    const senders = this.#dealt.reduce((n, d) => n + d.senders, 0);
+    const hearters = this.#dealt.reduce((n, d) => n + d.hearters, 0);
     const n = this.#workers.length;
-    for (const w of this.#workers)
-      w.send({ cmd: 'rates', messages: messages / n, hearts: hearts / n } satisfies ToWorker);
+    this.#workers.forEach((w, i) => {
+      const d = this.#dealt[i]!;
+      w.send({
+        cmd: 'rates',
+        messages: senders > 0 ? (messages * d.senders) / senders : messages / n,
+        hearts: hearters > 0 ? (hearts * d.hearters) / hearters : hearts / n,
+      } satisfies ToWorker);
+    });
   }
 
   async tick(): Promise<TickStats[]> {

@@ -5,10 +5,12 @@
  * on the same cores as the server it measures, spend about as much per connection and per frame as the server
  * did. Every target (draw-chat and both baselines) gets the same client.
  *
- * What it does not do, because no server of the suite needs it: extensions, TLS, redirects, checking
+ * What it does not do, because no server of the suite needs it: extensions, redirects, checking
  * `Sec-WebSocket-Accept`. Frames it sends are masked with a zero key (allowed: the key is the client's choice).
+ * `wss:` (a running server behind TLS, `npm run loadtest -- --url https://…`) goes through `tls` and its stream.
  */
 import { connect, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 
 /** A fixed key: the server's accept value is not checked, so a random one per connection buys nothing. */
 const KEY = 'ZHJhdy1jaGF0LWxvYWRnbg=='; // base64 of 16 bytes, as the RFC asks
@@ -203,18 +205,26 @@ export class RawWs {
       (opcode, payload) => this.#frame(opcode, payload),
       () => this.readyState !== 1,
     );
-    this.#socket = connect({
-      host: u.hostname,
-      port: Number(u.port),
-      noDelay: true,
-      onread: {
-        buffer: READ_BUFFER,
-        callback: (n) => {
-          this.#data(READ_BUFFER.subarray(0, n));
-          return true;
+    const secure = u.protocol === 'wss:' || u.protocol === 'https:';
+    const port = Number(u.port || (secure ? 443 : 80));
+    if (secure) {
+      this.#socket = connectTls({ host: u.hostname, port, servername: u.hostname });
+      this.#socket.setNoDelay(true);
+      this.#socket.on('data', (chunk: Buffer) => this.#data(chunk));
+    } else {
+      this.#socket = connect({
+        host: u.hostname,
+        port,
+        noDelay: true,
+        onread: {
+          buffer: READ_BUFFER,
+          callback: (n) => {
+            this.#data(READ_BUFFER.subarray(0, n));
+            return true;
+          },
         },
-      },
-    });
+      });
+    }
     this.#socket.write(
       `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`,

@@ -11,6 +11,8 @@ import { devUserId, loadOrCreateDevKeys, mintDevToken } from '../../src/http/aut
  * key of your own (with `--issuer`), for a server that trusts it through `AUTH_JWKS_URL`.
  */
 export const DEFAULT_KEYS_DIR = join(tmpdir(), 'drawchat-bench-keys');
+/** Tokens minted at once (`TokenMint.tokens`). */
+const MINT_CONCURRENCY = 32;
 
 type Sign = (username: string, now: number) => Promise<{ token: string; expiresAt: number }>;
 
@@ -81,28 +83,57 @@ export class TokenMint {
     );
   }
 
+  /**
+   * Tokens from a running dev-auth server's `POST /live-chat/dev/token` (`kid`: its dev key's, from its JWKS, so
+   * that tokens cached for a server since restarted with another key are not reused).
+   */
+  static fromServer(url: string, kid: string, dir = DEFAULT_KEYS_DIR): TokenMint {
+    mkdirSync(dir, { recursive: true });
+    return new TokenMint(`server-${kid}`, dir, async (username) => {
+      const res = await fetch(`${url}/live-chat/dev/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username }),
+      });
+      const body = (await res.json().catch(() => null)) as { token?: string; expires_at?: string } | null;
+      if (!res.ok || !body?.token || !body.expires_at)
+        throw new Error(`POST ${url}/live-chat/dev/token answered ${res.status}`);
+      return { token: body.token, expiresAt: Date.parse(body.expires_at) };
+    });
+  }
+
   /** Where the public keys are (for the `ws` baseline's RS256 check). */
   get jwksFile(): string {
     return join(this.dir, 'jwks.json');
   }
 
-  /** Tokens for `bench-<from>` … `bench-<to-1>`, minted where the cache has none valid for another hour. */
+  /**
+   * Tokens for `bench-<from>` … `bench-<to-1>`, minted where the cache has none valid for another hour, up to
+   * `MINT_CONCURRENCY` at a time (a remote server's dev endpoint is a round trip each).
+   */
   async tokens(from: number, to: number, onProgress?: (done: number) => void): Promise<string[]> {
     const out: string[] = [];
     const now = Date.now();
+    const missing: number[] = [];
     for (let i = from; i < to; i++) {
-      const name = `bench-${i}`;
-      const hit = this.#cache.tokens[name];
-      if (hit && hit.exp - now > 3_600_000) {
-        out.push(hit.token);
-        continue;
-      }
-      const minted = await this.sign(name, now);
-      this.#cache.tokens[name] = { token: minted.token, exp: minted.expiresAt };
-      this.#dirty = true;
-      out.push(minted.token);
-      if (onProgress && (i - from) % 1000 === 999) onProgress(i - from + 1);
+      const hit = this.#cache.tokens[`bench-${i}`];
+      if (hit && hit.exp - now > 3_600_000) out[i - from] = hit.token;
+      else missing.push(i);
     }
+    let next = 0;
+    let done = 0;
+    const mintSome = async () => {
+      while (next < missing.length) {
+        const i = missing[next++]!;
+        const name = `bench-${i}`;
+        const minted = await this.sign(name, now);
+        this.#cache.tokens[name] = { token: minted.token, exp: minted.expiresAt };
+        this.#dirty = true;
+        out[i - from] = minted.token;
+        if (onProgress && ++done % 1000 === 0) onProgress(done);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(MINT_CONCURRENCY, missing.length) }, mintSome));
     this.save();
     return out;
   }

@@ -1,8 +1,9 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
+import { connect as connectTcp, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Generator } from '../../bench/lib/generator.js';
@@ -16,6 +17,7 @@ import {
 } from '../../bench/lib/targets.js';
 import { baselineIdentity, TokenMint } from '../../bench/lib/tokens.js';
 import { ROOT } from '../support/process.js';
+import { startServer } from '../support/server.js';
 import { TestClient } from '../support/ws-client.js';
 
 /**
@@ -290,6 +292,144 @@ describe('load generator: a short load test', () => {
     expect(server.totalLikes).toBe(final.heartsSent - final.heartsRefused);
     expect(server.caughtUpS).toBeTypeOf('number');
     expect(result.loaded.latency.count).toBeGreaterThan(0);
+    // Each handshake's time, as the issue asks (connection time), not only the ramp's rate.
+    expect(result.connect.latencyMs.count).toBe(40);
+    expect(result.connect.latencyMs.p99).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('[issue 5] the rate is what was asked for when there are fewer senders than client processes', async () => {
+    const child = spawnLoadtest([
+      ...['--viewers', '20', '--senders', '1', '--rate', '20', '--hearts', '100', '--duration', '2'],
+      ...['--workers', '2', '--out', join(out, 'one-sender')],
+    ]);
+    try {
+      expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);
+    } finally {
+      killGroup(child.pid);
+    }
+    const { final } = JSON.parse(readFileSync(join(out, 'one-sender.json'), 'utf8'));
+    // 40 asked for; an even split over the two processes sent about 20 (the one without a sender sent none).
+    expect(final.sent).toBeGreaterThanOrEqual(20 * 2 * 0.8);
+    expect(final.sent).toBeLessThanOrEqual(20 * 2 * 1.1);
+    expect(final.heartsSent).toBeGreaterThanOrEqual(100 * 2 * 0.8);
+  }, 120_000);
+
+  it('[issue 5] --url measures a running dev-auth server: its own dev endpoint mints the viewers’ tokens', async () => {
+    const t = await startServer({ env: { LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '100000' } });
+    try {
+      const child = spawnLoadtest([
+        ...['--url', `${t.url}/`, '--viewers', '20', '--senders', '2', '--rate', '10', '--duration', '2'],
+        ...['--workers', '1', '--out', join(out, 'remote')],
+      ]);
+      try {
+        expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);
+      } finally {
+        killGroup(child.pid);
+      }
+      const result = JSON.parse(readFileSync(join(out, 'remote.json'), 'utf8'));
+      expect(result.connect.ok).toBe(20);
+      expect(result.final.acked).toBe(result.final.sent);
+      expect(result.final.sent).toBeGreaterThan(0);
+      expect(result.idleRssMB).toBeUndefined();
+    } finally {
+      await t.close();
+    }
+  }, 120_000);
+
+  it('[issue 5] --url https://… behind TLS (as DEPLOYMENT puts nginx in front): light and full clients connect through it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drawchat-tls-'));
+    const t = await startServer({ env: { LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '100000' } });
+    const port = Number(new URL(t.url).port);
+    const [keyFile, certFile] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
+    execFileSync(
+      'openssl',
+      [
+        ...[
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-days',
+          '1',
+          '-keyout',
+          keyFile,
+          '-out',
+          certFile,
+        ],
+        ...['-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'],
+      ],
+      { stdio: 'ignore' },
+    );
+    // A TLS terminator in front of the server, as nginx is in DEPLOYMENT's layout.
+    const terminator = createTlsServer(
+      { key: readFileSync(keyFile), cert: readFileSync(certFile) },
+      (outside) => {
+        const inside = connectTcp(port, '127.0.0.1');
+        outside.pipe(inside).pipe(outside);
+        outside.on('error', () => inside.destroy());
+        inside.on('error', () => outside.destroy());
+      },
+    );
+    await new Promise<void>((resolve) => terminator.listen(0, '127.0.0.1', resolve));
+    const tlsPort = (terminator.address() as { port: number }).port;
+    try {
+      const child = spawn(
+        process.execPath,
+        [
+          ...['--import', 'tsx', 'bench/loadtest.ts', '--url', `https://localhost:${tlsPort}`],
+          ...['--viewers', '20', '--senders', '2', '--rate', '10', '--duration', '2', '--full', '0.1'],
+          ...['--workers', '1', '--out', join(out, 'tls')],
+        ],
+        {
+          cwd: ROOT,
+          stdio: 'ignore',
+          detached: true,
+          env: { ...process.env, NODE_EXTRA_CA_CERTS: certFile },
+        },
+      );
+      try {
+        expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);
+      } finally {
+        killGroup(child.pid);
+      }
+      const result = JSON.parse(readFileSync(join(out, 'tls.json'), 'utf8'));
+      expect(result.connect.ok).toBe(20);
+      expect(result.final.fullClients).toBe(2);
+      expect(result.final.acked).toBe(result.final.sent);
+      expect(result.final.sent).toBeGreaterThan(0);
+    } finally {
+      terminator.close();
+      await t.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('[issue 5] a flag it cannot run with is one line on stderr and exit code 2, with nothing started', async () => {
+    for (const [args, says] of [
+      [['--viewers', 'abc'], '--viewers must be a number'],
+      [['--viewers', '0'], '--viewers must be a whole number ≥ 1'],
+      [['--full', '5'], '--full is a share from 0 to 1'],
+      [['--workers', '0'], '--workers must be a whole number ≥ 1'],
+      [['--concurrency', '0'], '--concurrency must be a whole number ≥ 1'],
+      [['--key', 'some.jwk'], 'pass its --url'],
+      [['--url', 'http://127.0.0.1:9', '--nodes', '2'], '--nodes apply to local ones'],
+      [['--url', 'ftp://x'], '--url takes http(s)://host[:port]'],
+      [['--vieweres', '10'], "Unknown option '--vieweres'"],
+    ] as const) {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'bench/loadtest.ts', ...args], {
+        cwd: ROOT,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => {
+        stderr += b.toString();
+      });
+      const code = await new Promise((resolve) => child.once('exit', resolve));
+      expect(code, args.join(' ')).toBe(2);
+      expect(stderr, args.join(' ')).toContain(says);
+      expect(stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+    }
   }, 120_000);
 });
 
