@@ -232,12 +232,24 @@ function alive(pid: number): boolean {
  * `npm run loadtest` with `args`, in its own process group: a signal the test sends reaches the load test alone, as
  * `kill <pid>` does, and `killGroup` ends it with every process it started.
  */
-function spawnLoadtest(args: string[]) {
+function spawnLoadtest(args: string[], env: NodeJS.ProcessEnv = process.env) {
   return spawn(process.execPath, ['--import', 'tsx', 'bench/loadtest.ts', ...args], {
     cwd: ROOT,
     stdio: 'ignore',
     detached: true,
+    env,
   });
+}
+
+/** `npm run loadtest` with `args` to its end, which must be exit code 0; its result, `<out>.json`. */
+async function loadtestResult(args: string[], out: string, env?: NodeJS.ProcessEnv): Promise<any> {
+  const child = spawnLoadtest([...args, '--out', out], env);
+  try {
+    expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);
+  } finally {
+    killGroup(child.pid);
+  }
+  return JSON.parse(readFileSync(`${out}.json`, 'utf8'));
 }
 
 describe('load generator: stopped by a signal', () => {
@@ -269,17 +281,14 @@ describe('load generator: a short load test', () => {
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
   it('[issue 5] sends what was asked for the seconds asked, and every message and heart arrives', async () => {
-    const child = spawnLoadtest([
-      ...['--viewers', '40', '--senders', '5', '--rate', '20', '--hearts', '200', '--duration', '2'],
-      ...['--workers', '1', '--out', join(out, 'lt')],
-    ]);
-    try {
-      const code = await new Promise((resolve) => child.once('exit', resolve));
-      expect(code).toBe(0);
-    } finally {
-      killGroup(child.pid);
-    }
-    const result = JSON.parse(readFileSync(join(out, 'lt.json'), 'utf8'));
+    const result = await loadtestResult(
+      [
+        ...['--viewers', '40', '--senders', '5', '--rate', '20', '--hearts', '200', '--duration', '2'],
+        '--workers',
+        '1',
+      ],
+      join(out, 'lt'),
+    );
     const { final, server } = result;
     // Sending stops when the 2 s are up, not at the monitor's next tick (which waits for the server): a tenth over
     // is room for the stop's trip to the client process.
@@ -298,16 +307,14 @@ describe('load generator: a short load test', () => {
   }, 120_000);
 
   it('[issue 5] the rate is what was asked for when there are fewer senders than client processes', async () => {
-    const child = spawnLoadtest([
-      ...['--viewers', '20', '--senders', '1', '--rate', '20', '--hearts', '100', '--duration', '2'],
-      ...['--workers', '2', '--out', join(out, 'one-sender')],
-    ]);
-    try {
-      expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);
-    } finally {
-      killGroup(child.pid);
-    }
-    const { final } = JSON.parse(readFileSync(join(out, 'one-sender.json'), 'utf8'));
+    const { final } = await loadtestResult(
+      [
+        ...['--viewers', '20', '--senders', '1', '--rate', '20', '--hearts', '100', '--duration', '2'],
+        '--workers',
+        '2',
+      ],
+      join(out, 'one-sender'),
+    );
     // 40 asked for; an even split over the two processes sent about 20 (the one without a sender sent none).
     expect(final.sent).toBeGreaterThanOrEqual(20 * 2 * 0.8);
     expect(final.sent).toBeLessThanOrEqual(20 * 2 * 1.1);
@@ -317,16 +324,14 @@ describe('load generator: a short load test', () => {
   it('[issue 5] --url measures a running dev-auth server: its own dev endpoint mints the viewers’ tokens', async () => {
     const t = await startServer({ env: { LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '100000' } });
     try {
-      const child = spawnLoadtest([
-        ...['--url', `${t.url}/`, '--viewers', '20', '--senders', '2', '--rate', '10', '--duration', '2'],
-        ...['--workers', '1', '--out', join(out, 'remote')],
-      ]);
-      try {
-        expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);
-      } finally {
-        killGroup(child.pid);
-      }
-      const result = JSON.parse(readFileSync(join(out, 'remote.json'), 'utf8'));
+      const result = await loadtestResult(
+        [
+          ...['--url', `${t.url}/`, '--viewers', '20', '--senders', '2', '--rate', '10', '--duration', '2'],
+          '--workers',
+          '1',
+        ],
+        join(out, 'remote'),
+      );
       expect(result.connect.ok).toBe(20);
       expect(result.final.acked).toBe(result.final.sent);
       expect(result.final.sent).toBeGreaterThan(0);
@@ -374,26 +379,14 @@ describe('load generator: a short load test', () => {
     await new Promise<void>((resolve) => terminator.listen(0, '127.0.0.1', resolve));
     const tlsPort = (terminator.address() as { port: number }).port;
     try {
-      const child = spawn(
-        process.execPath,
+      const result = await loadtestResult(
         [
-          ...['--import', 'tsx', 'bench/loadtest.ts', '--url', `https://localhost:${tlsPort}`],
-          ...['--viewers', '20', '--senders', '2', '--rate', '10', '--duration', '2', '--full', '0.1'],
-          ...['--workers', '1', '--out', join(out, 'tls')],
+          ...['--url', `https://localhost:${tlsPort}`, '--viewers', '20', '--senders', '2', '--rate', '10'],
+          ...['--duration', '2', '--full', '0.1', '--workers', '1'],
         ],
-        {
-          cwd: ROOT,
-          stdio: 'ignore',
-          detached: true,
-          env: { ...process.env, NODE_EXTRA_CA_CERTS: certFile },
-        },
+        join(out, 'tls'),
+        { ...process.env, NODE_EXTRA_CA_CERTS: certFile },
       );
-      try {
-        expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);
-      } finally {
-        killGroup(child.pid);
-      }
-      const result = JSON.parse(readFileSync(join(out, 'tls.json'), 'utf8'));
       expect(result.connect.ok).toBe(20);
       expect(result.final.fullClients).toBe(2);
       expect(result.final.acked).toBe(result.final.sent);
