@@ -44,7 +44,10 @@ export const HistoryQuery = z.object({
   session_id: positiveIntString.optional(),
   limit: positiveIntString.optional().describe('Page size; values above the history limit are clamped to it'),
   before_id: positiveIntString.optional(),
-  after_id: z.coerce.number().int().nonnegative().optional(),
+  // `after_id=` would be coerced to 0, the oldest page: an empty value is refused, as it is for the other ids.
+  after_id: z
+    .preprocess((v) => (v === '' ? Number.NaN : v), z.coerce.number().int().nonnegative())
+    .optional(),
 });
 export const HistoryResponse = z.object({
   session_id: z.number().int().positive().nullable(),

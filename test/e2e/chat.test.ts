@@ -239,7 +239,17 @@ describe.each([
     const clamped = await t.request('GET', '/live-chat/messages?limit=100000', { token: alice });
     expect(clamped.status).toBe(200);
     expect(clamped.body.messages.length).toBeLessThanOrEqual(100);
-    for (const bad of ['limit=0', 'limit=-1', 'limit=abc', 'before_id=x', 'session_id=0']) {
+    // An empty value is refused like any other that is not a number (`after_id=` was read as 0: the oldest page).
+    for (const bad of [
+      'limit=0',
+      'limit=-1',
+      'limit=abc',
+      'before_id=x',
+      'session_id=0',
+      'after_id=',
+      'before_id=',
+      'limit=',
+    ]) {
       const r = await t.request('GET', `/live-chat/messages?${bad}`, { token: alice });
       expect(r.status, bad).toBe(400);
       expect(r.body.error.code, bad).toBe('bad_request');
