@@ -345,6 +345,24 @@ describe.skipIf(!haveChromium && !ci)('the chat widget in Chromium', { timeout: 
     }
   });
 
+  it('[SPEC §5] a server started afresh with a new signing key refuses the page’s token (4401): the demo gets a new one and rejoins by itself', async () => {
+    const first = await server();
+    const port = Number(new URL(first.url).port);
+    const { page } = await viewer(first.url, 'lena');
+    await say(page, 'before the new key');
+    await poll(() => item(page, 'before the new key').count()).toBe(1);
+    await first.close();
+    servers.delete(first);
+    // Another data directory: another dev signing key, so the stored token no longer verifies.
+    const second = await server({}, { port });
+    await poll(() => text(page, 'Viewers')).toBe('1');
+    await say(page, 'after the new key');
+    await poll(() => item(page, 'after the new key').textContent()).not.toMatch(/Sending|Not sent/);
+    const lena = await second.token('lena');
+    const history = await second.request('GET', '/live-chat/messages', { token: lena });
+    expect(history.body.messages.map((m: { message: string }) => m.message)).toContain('after the new key');
+  });
+
   it('embeds in a draw platform’s page on another origin: <draw-chat> and mountLiveChat', async () => {
     // Another origin (another port). Chromium asks before a page reaches a loopback address (Local Network
     // Access), which a real platform and a real chat server on public addresses never meet: granted here.
