@@ -127,12 +127,18 @@ export class LocalLimits implements Limits {
   }
 }
 
+/** How long a node counts as alive after its last beat (ms), and how often it beats. */
+const NODE_ALIVE_MS = 15_000;
+const NODE_BEAT_MS = 5_000;
+
 /**
  * Limits shared by all nodes. Messages: an exact sliding window kept as a sorted set per user and session
  * (add first, then count, take back when over: concurrent nodes can refuse together but never admit too many).
  * Hearts and likes: rate-limiter-flexible's Redis limiter with an in-memory insurance limiter. Connections: a
  * sorted set per user of this node's sockets with an expiry each node refreshes, so a dead node's sockets stop
- * counting by themselves. While Redis is away every limit falls back to this node's own, and says so. While
+ * counting by themselves; and a user over the cap has the sockets of nodes no longer alive (`<prefix>node:<id>`,
+ * kept for NODE_ALIVE_MS and refreshed every NODE_BEAT_MS) taken out at once, so that after a node is killed its
+ * users' tabs are let back in on the others within seconds, not after the sockets' own minute. While Redis is away every limit falls back to this node's own, and says so. While
  * this node reads its sockets late (`lagMs` above 0, see `ReadLag`), hearts and likes are judged by its own
  * buckets, which allow for the lag, and cost no Redis round trip: Redis's fixed windows would refuse what a
  * client sent in time and the node read at once.
@@ -145,6 +151,7 @@ export class RedisLimits implements Limits {
   /** This node's open connection members, refreshed in Redis while they live. */
   readonly #mine = new Map<string, Set<string>>();
   readonly #timer: NodeJS.Timeout;
+  readonly #beatTimer: NodeJS.Timeout;
   #nextMember = 0;
   #fallingBack = false;
 
@@ -173,6 +180,32 @@ export class RedisLimits implements Limits {
     this.#likes = limiter('like', LIKES_PER_SECOND * 2, 2);
     this.#timer = setInterval(() => void this.#refreshConnections(), 20_000);
     this.#timer.unref();
+    void this.#beat();
+    this.#beatTimer = setInterval(() => void this.#beat(), NODE_BEAT_MS);
+    this.#beatTimer.unref();
+  }
+
+  #aliveKey(nodeId: string): string {
+    return `${this.prefix}node:${nodeId}`;
+  }
+
+  /** This node is alive (`#purgeDead`). */
+  async #beat(): Promise<void> {
+    if (this.redis.status !== 'ready') return;
+    await this.redis.set(this.#aliveKey(this.nodeId), '1', 'PX', NODE_ALIVE_MS).catch(() => {});
+  }
+
+  /** Takes the sockets of nodes that are no longer alive out of a user's set; how many it took. */
+  async #purgeDead(key: string): Promise<number> {
+    const members = await this.redis.zrange(key, 0, -1);
+    const nodeOf = (member: string) => member.slice(0, member.lastIndexOf(':'));
+    const others = [...new Set(members.map(nodeOf))].filter((n) => n !== this.nodeId);
+    if (others.length === 0) return 0;
+    const alive = await this.redis.mget(others.map((n) => this.#aliveKey(n)));
+    const dead = new Set(others.filter((_, i) => alive[i] === null));
+    const gone = members.filter((m) => dead.has(nodeOf(m)));
+    if (gone.length > 0) await this.redis.zrem(key, ...gone);
+    return gone.length;
   }
 
   #fallback(what: string, err: unknown): void {
@@ -260,7 +293,10 @@ export class RedisLimits implements Limits {
             .pexpire(key, 60_000)
             .exec()) ?? [];
         this.#recovered();
-        if (Number(res[2]?.[1] ?? 0) > this.settings.maxConnectionsPerUser) {
+        let open = Number(res[2]?.[1] ?? 0);
+        if (open > this.settings.maxConnectionsPerUser && (await this.#purgeDead(key)) > 0)
+          open = await this.redis.zcard(key);
+        if (open > this.settings.maxConnectionsPerUser) {
           await this.redis.zrem(key, member).catch(() => {});
           local.release();
           return null;
@@ -301,6 +337,8 @@ export class RedisLimits implements Limits {
 
   async close(): Promise<void> {
     clearInterval(this.#timer);
+    clearInterval(this.#beatTimer);
+    if (this.redis.status === 'ready') await this.redis.del(this.#aliveKey(this.nodeId)).catch(() => {});
     await this.#local.close();
   }
 }

@@ -40,4 +40,36 @@ describe.skipIf(!ready)('RedisLimits and a node that reads late (real Redis)', (
     expect(late).toBeLessThan(HEART_BURST + HEARTS_PER_SECOND * 5 + 10);
     await limits.close();
   });
+
+  it('connections: a node that is no longer alive stops counting for a user over the cap at once (its tabs come back on another node), a live one keeps counting', async () => {
+    const prefix = uniquePrefix();
+    const node = (id: string) =>
+      new RedisLimits(
+        redis,
+        { messagesPerMinute: 10, maxConnectionsPerUser: 5 },
+        systemClock,
+        id,
+        prefix,
+        quiet,
+      );
+    const a = node('node-a');
+    const b = node('node-b');
+    try {
+      for (let i = 0; i < 3; i++) expect(await a.connection('carol'), `A ${i}`).not.toBeNull();
+      expect(await b.connection('carol')).not.toBeNull();
+      expect(await b.connection('carol')).not.toBeNull();
+      // Five open: A is alive, so its three count and the sixth is refused.
+      expect(await b.connection('carol')).toBeNull();
+      // A dies without releasing its sockets (as kill -9 leaves them); its liveness goes with it.
+      await a.close();
+      const slot = await b.connection('carol');
+      expect(slot, 'let in once the dead node stopped counting').not.toBeNull();
+      expect(await redis.zcard(`${prefix}conns:carol`)).toBe(3);
+      expect(await b.connection('carol')).not.toBeNull();
+      expect(await b.connection('carol')).not.toBeNull();
+      expect(await b.connection('carol'), 'the cap still holds').toBeNull();
+    } finally {
+      await b.close();
+    }
+  });
 });
