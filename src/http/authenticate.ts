@@ -32,13 +32,7 @@ export class Authenticator {
    */
   check(needs: Needs): (request: FastifyRequest) => Promise<void> {
     return async (request) => {
-      let actor: Actor;
-      if (needs === 'user') actor = { kind: 'user', user: await this.user(request) };
-      else if (needs === 'admin') {
-        this.admin(request);
-        actor = { kind: 'admin' };
-      } else actor = await this[needs](request);
-      this.#found.set(request, actor);
+      this.#found.set(request, await this.#actor(needs, request));
     };
   }
 
@@ -71,22 +65,35 @@ export class Authenticator {
     }
   }
 
-  async user(request: FastifyRequest): Promise<ChatUser> {
+  /**
+   * What the request's credentials make of it. `actor`: the admin key when the request carries one (it must be
+   * right), else a user token; `hostOrAdmin`: that, and a user must be a HOST.
+   */
+  async #actor(needs: Needs, request: FastifyRequest): Promise<Actor> {
+    switch (needs) {
+      case 'user':
+        return this.#user(request);
+      case 'admin':
+        return this.#admin(request);
+      case 'actor':
+        return request.headers['x-admin-key'] !== undefined ? this.#admin(request) : this.#user(request);
+      case 'hostOrAdmin': {
+        const actor = await this.#actor('actor', request);
+        if (actor.kind === 'user' && !actor.user.isHost) {
+          throw new ChatError('forbidden', 'Only a HOST or the draw backend can do this.');
+        }
+        return actor;
+      }
+    }
+  }
+
+  async #user(request: FastifyRequest): Promise<Actor> {
     const token = bearer(request);
     if (!token) throw new ChatError('unauthorized', 'Send Authorization: Bearer <token>.');
-    return (await this.userFromToken(token)).user;
+    return { kind: 'user', user: (await this.userFromToken(token)).user };
   }
 
-  /** The admin key when the request carries one (it must be right), else a user token. */
-  async actor(request: FastifyRequest): Promise<Actor> {
-    if (request.headers['x-admin-key'] !== undefined) {
-      this.admin(request);
-      return { kind: 'admin' };
-    }
-    return { kind: 'user', user: await this.user(request) };
-  }
-
-  admin(request: FastifyRequest): void {
+  #admin(request: FastifyRequest): Actor {
     const key = request.headers['x-admin-key'];
     if (typeof key !== 'string' || key === '') {
       throw new ChatError('unauthorized', 'This endpoint needs X-Admin-Key.');
@@ -94,15 +101,7 @@ export class Authenticator {
     if (!this.#adminDigest) throw new ChatError('forbidden', 'LIVE_CHAT_ADMIN_API_KEY is not configured.');
     if (!timingSafeEqual(digest(key), this.#adminDigest))
       throw new ChatError('unauthorized', 'Wrong admin key.');
-  }
-
-  /** A HOST user or the admin key. */
-  async hostOrAdmin(request: FastifyRequest): Promise<Actor> {
-    const actor = await this.actor(request);
-    if (actor.kind === 'user' && !actor.user.isHost) {
-      throw new ChatError('forbidden', 'Only a HOST or the draw backend can do this.');
-    }
-    return actor;
+    return { kind: 'admin' };
   }
 }
 
