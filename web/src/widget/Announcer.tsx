@@ -8,7 +8,7 @@ const MIN_GAP_MS = 2500;
  * A polite live region that says who wrote while the viewer is here ("New message from alice"); bursts are summed
  * up ("5 new messages, the latest from bob"). The messages' own text is not repeated: it is read from the list,
  * and a second copy of it on the page would be found twice by anyone searching the page for a message (a browser
- * test among them). The history shown on joining, and on coming back, is not news.
+ * test among them). The history shown on joining is not news; messages missed while reconnecting are.
  */
 export function Announcer({
   messages,

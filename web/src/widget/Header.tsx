@@ -1,5 +1,4 @@
 import type { ConnectionState } from '../../../src/client/index.js';
-import { formatCount } from './format.js';
 import { EyeIcon, HeartIcon } from './icons.js';
 
 const STATE_LABEL: Record<ConnectionState, string> = {
@@ -11,7 +10,10 @@ const STATE_LABEL: Record<ConnectionState, string> = {
   stopped: 'Offline',
 };
 
-/** Title, connection state, and the live counts. The counts' text is the plain number (their label says what). */
+/**
+ * Title, connection state, and the live counts. The counts' text is the plain number, 12345 and never "12K" (SPEC
+ * §1); their label says what they count.
+ */
 export function Header({
   state,
   viewers,
@@ -34,14 +36,14 @@ export function Header({
           <EyeIcon />
           {/* biome-ignore lint/a11y/useSemanticElements: a labelled number (SPEC §1: text is the plain count), not a form group */}
           <span role="group" aria-label="Viewers" className="dc-stat__n">
-            {formatCount(viewers)}
+            {viewers}
           </span>
         </span>
         <span className="dc-stat dc-stat--likes" title={`${likes} hearts for this draw`}>
           <HeartIcon />
           {/* biome-ignore lint/a11y/useSemanticElements: see Viewers */}
           <span role="group" aria-label="Likes" className="dc-stat__n" key={likes}>
-            {formatCount(likes)}
+            {likes}
           </span>
         </span>
       </div>

@@ -36,8 +36,8 @@ export function LiveChat({ client, title = 'Live chat' }: LiveChatProps) {
     };
   }, [client]);
 
-  // A refused heart or like is worth a moment's notice, not a permanent banner. Why a join keeps failing (a
-  // refused sign-in, too many tabs) stays until a join succeeds.
+  // A refused heart or like is worth a moment's notice, not a permanent banner. While the chat is not open an
+  // error stays: it may say why a join keeps failing (a refused sign-in, too many tabs).
   useEffect(() => {
     if (!snap.error || snap.state !== 'open') return;
     const wait = Math.max(4000, (snap.error.retry_after_ms ?? 0) + 500);

@@ -2,7 +2,7 @@ import { memo } from 'react';
 import type { ChatItem, PendingMessage, You } from '../../../src/client/index.js';
 import { Avatar } from './Avatar.js';
 import { Badges } from './Badges.js';
-import { formatCount, formatFull, formatTime, nameColour } from './format.js';
+import { formatFull, formatTime, nameColour } from './format.js';
 import { AlertIcon, ClockIcon, HeartIcon } from './icons.js';
 
 interface StoredProps {
@@ -44,8 +44,8 @@ export const MessageRow = memo(function MessageRow({ item, mine, canLike, onTogg
         onClick={() => onToggleLike(item)}
       >
         <HeartIcon filled={item.liked_by_me} />
-        {/* The count is the button's text (0 too); a zero is only hidden from sight, to keep rows calm. */}
-        <span className={item.likes === 0 ? 'dc-sr-only' : 'dc-like__count'}>{formatCount(item.likes)}</span>
+        {/* The count, a plain number, is the button's text (0 too); a zero is hidden from sight only. */}
+        <span className={item.likes === 0 ? 'dc-sr-only' : 'dc-like__count'}>{item.likes}</span>
       </button>
     </li>
   );

@@ -19,11 +19,6 @@ export function formatWhen(iso: string | number, now: number): string {
   return sameDay ? timeFormat.format(date) : `${dayFormat.format(date)}, ${timeFormat.format(date)}`;
 }
 
-/** The plain number, 12345 as "12345": SPEC §1 makes the counts' text the number itself (no "12K", no separators). */
-export function formatCount(n: number): string {
-  return String(n);
-}
-
 /** A countdown: "2:59:58", "4:05", or "3d 4h" when it is days away. */
 export function formatCountdown(ms: number): string {
   const total = Math.max(0, Math.ceil(ms / 1000));
