@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/domain/clock.js';
 import { HistoryResponse } from '../../src/protocol/http.js';
+import { holdWrites } from '../support/hold.js';
 import { createFreshDatabase, type FreshDatabase, postgresAvailable } from '../support/postgres.js';
 import { startServer, type TestServer } from '../support/server.js';
 
@@ -319,34 +320,26 @@ describe.each([
     const a = await t.connect(sessionId, alice);
     const likers = await Promise.all([1, 2, 3, 4, 5].map((k) => t.token(`crowd-liker-${k}`)));
     // Hold one commit, so that the likes arriving meanwhile are committed together in the next one.
-    const store = t.server.store;
-    const write = store.write.bind(store);
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let holding = true;
+    let first = true;
     const likesPerBatch: number[] = [];
-    store.write = async (batch) => {
-      if (holding) {
-        holding = false;
-        await held;
-      }
+    const held = holdWrites(t.server.store, (batch) => {
       likesPerBatch.push(batch.messageLikes.length);
-      return write(batch);
-    };
+      const hold = first;
+      first = false;
+      return hold;
+    });
     try {
       const heart = t.request('POST', '/live-chat/like', { token: alice, body: {} });
       await new Promise((r) => setTimeout(r, 50));
       const likes = likers.map((token) => t.request('POST', `/live-chat/like-message/${msg.id}`, { token }));
       await new Promise((r) => setTimeout(r, 300));
-      release();
+      held.release();
       await heart;
       const answers = await Promise.all(likes);
       expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
       expect(Math.max(...likesPerBatch), 'the likes were committed together').toBeGreaterThan(1);
     } finally {
-      store.write = write;
+      held.restore();
     }
     await a.next('message_like_update', (e) => e.message_id === msg.id && e.likes === 5, 3000);
     const later = await t.connect(sessionId, bob);

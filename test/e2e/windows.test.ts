@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/domain/clock.js';
 import type { KyselyChatStore } from '../../src/store/kysely-store.js';
+import { holdWrites } from '../support/hold.js';
 import { startServer, type TestServer } from '../support/server.js';
 
 // Draw windows driven by an injected clock: nothing here waits for real hours.
@@ -128,21 +129,12 @@ describe('draw windows on a running server', () => {
     const sessionId = await t.sessionId(token);
     const sender = await t.connect(sessionId, token);
     const viewer = await t.connect(sessionId, await t.token('bob'));
-    const store = t.server.store;
-    const write = store.write.bind(store);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    store.write = async (batch) => {
-      if (batch.messages.length > 0) await gate;
-      return write(batch);
-    };
+    const held = holdWrites(t.server.store, (batch) => batch.messages.length > 0);
     sender.send({ type: 'message', message: 'just in time', client_msg_id: 'last-1' });
     await new Promise((r) => setTimeout(r, 100)); // read and queued; its commit is held
     clock.set('2026-11-27T21:00:00Z');
     await new Promise((r) => setTimeout(r, 100));
-    release();
+    held.release();
     for (const c of [sender, viewer]) {
       await c.next('chat_closed');
       const order = c.events
@@ -151,7 +143,7 @@ describe('draw windows on a running server', () => {
       expect(order).toEqual(['last-1', 'chat_closed']);
       expect((await c.closed).code).toBe(4409);
     }
-    store.write = write;
+    held.restore();
   });
 
   it('[SPEC §3] overlapping windows switch at the midpoint: one session closes, the next one opens', async () => {
