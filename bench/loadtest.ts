@@ -54,6 +54,9 @@ const HELP = `usage: npm run loadtest -- [options]
   --before           a local draw-chat with the fan-out code from before the performance work (A/B)
   --out PATH         result files PATH.json and PATH.html (default bench/results/loadtest-<time>)`;
 
+/** A flag the load test cannot run with: reported in one line, exit code 2. */
+class UsageError extends Error {}
+
 /** The key id of a running dev-auth server's own JWKS; a server with real auth needs `--key`. */
 async function devAuthKid(url: string): Promise<string> {
   const jwks = (await fetch(`${url}/.well-known/jwks.json`)
@@ -62,13 +65,11 @@ async function devAuthKid(url: string): Promise<string> {
   const kid = jwks?.keys?.[0]?.kid;
   if (!kid)
     throw new UsageError(
-      `${url} is not a draw-chat in dev auth mode (no /.well-known/jwks.json): pass --key with a private JWK it trusts through AUTH_JWKS_URL`,
+      `${url} is not a draw-chat in dev auth mode (no /.well-known/jwks.json): ` +
+        'pass --key with a private JWK it trusts through AUTH_JWKS_URL',
     );
   return kid;
 }
-
-/** A flag the load test cannot run with: reported in one line, exit code 2. */
-class UsageError extends Error {}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({

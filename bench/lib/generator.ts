@@ -134,10 +134,10 @@ export class Generator {
       const kind = `${sender}${full}${sample}`;
       const n = dealt.get(kind) ?? 0;
       dealt.set(kind, n + 1);
-      perWorker[n % this.#workers.length]!.push({ index, token: plan.tokens?.[k], full, sender, sample });
-      const dealtTo = this.#dealt[n % this.#workers.length]!;
-      if (sender) dealtTo.senders++;
-      else if (!full) dealtTo.hearters++;
+      const to = n % this.#workers.length;
+      perWorker[to]!.push({ index, token: plan.tokens?.[k], full, sender, sample });
+      if (sender) this.#dealt[to]!.senders++;
+      else if (!full) this.#dealt[to]!.hearters++;
     }
     const wire = {
       kind: target.kind,

@@ -138,10 +138,10 @@ const NODE_BEAT_MS = 5_000;
  * sorted set per user of this node's sockets with an expiry each node refreshes, so a dead node's sockets stop
  * counting by themselves; and a user over the cap has the sockets of nodes no longer alive (`<prefix>node:<id>`,
  * kept for NODE_ALIVE_MS and refreshed every NODE_BEAT_MS) taken out at once, so that after a node is killed its
- * users' tabs are let back in on the others within seconds, not after the sockets' own minute. While Redis is away every limit falls back to this node's own, and says so. While
- * this node reads its sockets late (`lagMs` above 0, see `ReadLag`), hearts and likes are judged by its own
- * buckets, which allow for the lag, and cost no Redis round trip: Redis's fixed windows would refuse what a
- * client sent in time and the node read at once.
+ * users' tabs are let back in on the others within seconds, not after the sockets' own minute. While Redis is
+ * away every limit falls back to this node's own, and says so. While this node reads its sockets late (`lagMs`
+ * above 0, see `ReadLag`), hearts and likes are judged by its own buckets, which allow for the lag, and cost no
+ * Redis round trip: Redis's fixed windows would refuse what a client sent in time and the node read at once.
  */
 export class RedisLimits implements Limits {
   readonly #local: LocalLimits;
