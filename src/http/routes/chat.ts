@@ -24,6 +24,8 @@ const errors = {
   404: ErrorBody,
   409: ErrorBody,
   429: ErrorBody,
+  // chat_disabled (LIVE_CHAT_ENABLED=false) on writes, unavailable (the database away).
+  503: ErrorBody,
 };
 
 /** The viewer-facing REST endpoints (SPEC §4). */
