@@ -221,12 +221,13 @@ describe('fuzz (issue 6)', () => {
         const outcome = await Promise.race([raw.closed, sleep(300).then(() => 'open' as const)]);
         if (outcome !== 'open') {
           closes.set(outcome.code, (closes.get(outcome.code) ?? 0) + 1);
-          // A well-formed close frame from the peer is echoed with the peer's own code (RFC 6455 §5.5.1).
+          // A well-formed close frame from the peer is echoed with the peer's own code (RFC 6455 §5.5.1). A frame
+          // whose header claims a length is sent without its payload: claiming 0 makes it an empty close (no code).
           const peerClose = frames.find(
-            (f) => f.opcode === 0x8 && f.lie === null && f.mask && !f.rsv1 && f.fin,
+            (f) => f.opcode === 0x8 && (f.lie === null || f.lie === 0n) && f.mask && !f.rsv1 && f.fin,
           );
           const echoed =
-            peerClose && peerClose.payload.length >= 2
+            peerClose && peerClose.lie === null && peerClose.payload.length >= 2
               ? (peerClose.payload[0]! << 8) | peerClose.payload[1]!
               : 1005;
           const allowed = [1002, 1007, 1008, 1009, undefined, ...(peerClose ? [echoed, 1000, 1005] : [])];
