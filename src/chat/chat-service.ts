@@ -767,6 +767,22 @@ export class ChatService {
     const sessionId = session.record.id;
     const decision = await this.limits.message(sessionId, user.userId);
     if (!decision.ok) {
+      // A retry whose original this node does not hold (committed by another node whose news has not come yet,
+      // or gone from the recent list) is answered with the original, limit or not: the database is asked here,
+      // on the refusal path only (and when it cannot answer, the refusal stands).
+      const original =
+        clientMsgId === null
+          ? undefined
+          : await this.#deps.store
+              .messageByClientId(sessionId, user.userId, clientMsgId)
+              .catch(() => undefined);
+      if (original) {
+        return {
+          stored: original,
+          duplicate: true,
+          toRoom: await this.#deliverUnsent(sessionId, original.id),
+        };
+      }
       throw new ChatError(
         'rate_limited',
         `You can send ${this.#deps.settings.maxMessagesPerMinute} messages a minute.`,

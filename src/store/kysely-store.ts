@@ -741,6 +741,21 @@ export class KyselyChatStore implements ChatStore {
     return rows.map(toMessage);
   }
 
+  async messageByClientId(
+    sessionId: number,
+    userId: string,
+    clientMsgId: string,
+  ): Promise<StoredMessage | undefined> {
+    const row = await this.db
+      .selectFrom('live_chat_messages')
+      .selectAll()
+      .where('session_id', '=', sessionId)
+      .where('user_id', '=', userId)
+      .where('client_msg_id', '=', clientMsgId)
+      .executeTakeFirst();
+    return row && toMessage(row);
+  }
+
   async getMessage(id: number): Promise<StoredMessage | undefined> {
     const row = await this.db
       .selectFrom('live_chat_messages')

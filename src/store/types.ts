@@ -171,6 +171,15 @@ export interface ChatStore {
   /** Every message with id > afterId, oldest first, at most `limit`. */
   messagesAfter(sessionId: number, afterId: number, limit: number): Promise<StoredMessage[]>;
   getMessage(id: number): Promise<StoredMessage | undefined>;
+  /**
+   * The message a user stored in a session with this `client_msg_id` (deleted or not, as `write` finds a
+   * retry's original), or undefined.
+   */
+  messageByClientId(
+    sessionId: number,
+    userId: string,
+    clientMsgId: string,
+  ): Promise<StoredMessage | undefined>;
   /** Soft-deletes; returns the message as it was, or undefined when unknown or already deleted. */
   deleteMessage(id: number, at: number): Promise<StoredMessage | undefined>;
   /** Ids of a session's deleted messages from `fromId` on: the `limit` highest, ascending. */

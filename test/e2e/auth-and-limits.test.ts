@@ -401,6 +401,58 @@ describe('message rate limit (default 10 a minute, manual clock)', () => {
     ]);
     a.close();
   });
+
+  it('[SPEC §6] a retry at the limit whose original this node never saw (committed by another node, or gone from its memory) gets the original from the database, over HTTP and WS', async () => {
+    clock.advance(61_000);
+    const ruth = await t.token('ruth');
+    const ruthId = t.userId(ruth);
+    const sid = await t.sessionId(ruth);
+    for (let i = 0; i < 10; i++) expect((await post(t, ruth, { message: `u${i}` })).status).toBe(201);
+    // Another node commits ruth's earlier attempt; this one hears nothing of it (its bus is late, or the
+    // message has left its in-memory list).
+    const [elsewhere] = (
+      await t.server.store.write({
+        messages: [
+          {
+            sessionId: sid,
+            userId: ruthId,
+            username: 'ruth',
+            profilePic: null,
+            isHost: false,
+            message: 'sent on another node',
+            clientMsgId: 'ruth-x',
+            createdAt: clock.now(),
+          },
+        ],
+        hearts: [],
+        messageLikes: [],
+        viewers: [],
+        users: [],
+      })
+    ).messages;
+    const replay = await post(t, ruth, { message: 'sent on another node', client_msg_id: 'ruth-x' });
+    expect(replay.status).toBe(201);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(replay.body).toMatchObject({
+      id: elsewhere!.message.id,
+      client_msg_id: 'ruth-x',
+      user_id: ruthId,
+    });
+    const a = await t.connect(sid, ruth);
+    a.send({ type: 'message', message: 'sent on another node', client_msg_id: 'ruth-x' });
+    const answer = await a.next('new_message', (e) => e.message.client_msg_id === 'ruth-x');
+    expect(answer.message.id).toBe(elsewhere!.message.id);
+    expect(a.events.filter((e) => e.type === 'error')).toEqual([]);
+    // A new message is still refused: the limit holds.
+    a.send({ type: 'message', message: 'one more', client_msg_id: 'ruth-y' });
+    expect(await a.next('error')).toMatchObject({ code: 'rate_limited', client_msg_id: 'ruth-y' });
+    const ruths = (await historyOf(t, ruth, sid)).filter((m) => m.user_id === ruthId);
+    expect(ruths.map((m) => m.message)).toEqual([
+      ...Array.from({ length: 10 }, (_, i) => `u${i}`),
+      'sent on another node',
+    ]);
+    a.close();
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------------

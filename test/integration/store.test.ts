@@ -511,6 +511,17 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
           'u1:no id',
           'u3:new user',
         ]);
+
+        // messageByClientId finds the same original (per session and user), deleted or not, as write() does.
+        expect(await store.messageByClientId(s.id, 'u1', 'same')).toEqual(orig!.message);
+        expect(await store.messageByClientId(s.id, 'u2', 'same')).toEqual(other!.message);
+        expect((await store.messageByClientId(s2.id, 'u1', 'same'))?.id).toBe(
+          elsewhere.messages[0]!.message.id,
+        );
+        expect(await store.messageByClientId(s.id, 'u9', 'same')).toBeUndefined();
+        expect(await store.messageByClientId(s.id, 'u1', 'other')).toBeUndefined();
+        await store.deleteMessage(orig!.message.id, Date.now());
+        expect((await store.messageByClientId(s.id, 'u1', 'same'))?.id).toBe(orig!.message.id);
       });
 
       it('sums hearts per session exactly', async () => {
