@@ -1,4 +1,5 @@
 import { LONG_TURN_MS, LoopGuard, type LoopTask } from '../realtime/loop-guard.js';
+import { isStoreUnavailable } from '../store/errors.js';
 import type { ChatStore, NewMessage, StoredMessage, WriteBatch, WriteBatchResult } from '../store/types.js';
 
 type MessageResult = { message: StoredMessage; duplicate: boolean };
@@ -26,18 +27,22 @@ export interface CommitQueueOptions {
  * Group commit (DESIGN §2): everything submitted while the previous transaction is in flight, or during the
  * current turn of the event loop (at most `LONG_TURN_MS` of a long one, see `LoopGuard`), goes into one
  * transaction. `onCommitted` sees each batch and its result after the commit and before any caller is answered,
- * so events go out in commit order and nothing is acknowledged before it is durable.
+ * so events go out in commit order and nothing is acknowledged before it is durable. A transaction that fails
+ * because the database is away fails everyone waiting for it (they resend); what nobody waits for goes with the
+ * next one (see `#carry`).
  */
 export class CommitQueue {
   #batch: WriteBatch = emptyBatch();
   #messageWaiters: Waiter<MessageResult>[] = [];
-  #heartWaiters: Array<Waiter<number> & { sessionId: number }> = [];
+  #heartWaiters: Array<Waiter<number> & { sessionId: number; count: number }> = [];
   #likeWaiters: Waiter<LikeResult>[] = [];
   /** A commit was asked for (by an item someone waits for, or by a timer) since the current one took its batch. */
   #wanted = false;
   /** The transaction asked for this turn of the event loop (see `#schedule`), until it runs. */
   #scheduledTask: LoopTask | undefined;
   #inFlight: Promise<void> | undefined;
+  /** The last transaction failed because the database is away; what it carried waits for `lazyMs` (see `drain`). */
+  #outage = false;
   #closed = false;
   #lazyTimer: LoopTask | undefined;
   #heartTimer: LoopTask | undefined;
@@ -69,7 +74,7 @@ export class CommitQueue {
   hearts(sessionId: number, count: number): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       this.addHearts(sessionId, count);
-      this.#heartWaiters.push({ resolve, reject, sessionId });
+      this.#heartWaiters.push({ resolve, reject, sessionId, count });
       this.#schedule();
     });
   }
@@ -128,12 +133,31 @@ export class CommitQueue {
     return this.#scheduledTask !== undefined || this.#inFlight !== undefined;
   }
 
-  /** Resolves when everything submitted so far is committed (or failed). */
+  /**
+   * Resolves when everything submitted so far is committed (or failed). While the database is away, what an
+   * outage carried over (see `#carry`) is left to its timer rather than tried again and again here.
+   */
   async drain(): Promise<void> {
-    while (this.#inFlight || this.#scheduledTask || !isEmpty(this.#batch)) {
+    while (this.#inFlight || this.#scheduledTask || (!isEmpty(this.#batch) && !this.#outage)) {
       if (this.#inFlight) await this.#inFlight;
       else await this.#run();
     }
+  }
+
+  /**
+   * After a transaction failed because the database is away: its hearts from sockets, viewer rows and user claims
+   * go first in the next one, which runs within `lazyMs` (or sooner, with the next item someone waits for), so an
+   * outage loses none of them. Errors that say the batch itself is wrong do not come here: those would fail again.
+   */
+  #carry(batch: WriteBatch, heartWaiters: ReadonlyArray<{ sessionId: number; count: number }>): void {
+    if (this.#closed) return;
+    const left = carried(batch, heartWaiters);
+    if (isEmpty(left)) return;
+    const next = this.#batch;
+    next.hearts.unshift(...left.hearts);
+    next.viewers = compactViewers([...left.viewers, ...next.viewers]);
+    next.users = compactUsers([...left.users, ...next.users]);
+    this.#lazy();
   }
 
   /** Refuses new work, then drains. */
@@ -186,9 +210,12 @@ export class CommitQueue {
         const started = performance.now();
         result = await this.store.write(batch);
         this.#onTiming(performance.now() - started, size(batch));
+        this.#outage = false;
       } catch (err) {
         this.onError(err, batch);
         for (const w of [...messageWaiters, ...heartWaiters, ...likeWaiters]) w.reject(err);
+        this.#outage = isStoreUnavailable(err);
+        if (this.#outage) this.#carry(batch, heartWaiters);
         return;
       }
       try {
@@ -211,6 +238,46 @@ export class CommitQueue {
       if (this.#wanted && !isEmpty(this.#batch)) this.#schedule();
     }
   }
+}
+
+/**
+ * Of a batch whose transaction failed, what nobody waits for and nobody would resend: hearts from sockets (the
+ * batch's hearts less those of `hearts()` callers, who were refused), viewer rows and user claims. Viewer changes
+ * keep the first and the last of each (session, user), which is all the store reads of them (first_seen_at, and
+ * where they end), and claims the last of each user, so that a long outage holds one or two entries per person,
+ * not one per change.
+ */
+function carried(
+  batch: WriteBatch,
+  heartWaiters: ReadonlyArray<{ sessionId: number; count: number }>,
+): WriteBatch {
+  const hearts = new Map<number, number>();
+  for (const h of batch.hearts) hearts.set(h.sessionId, (hearts.get(h.sessionId) ?? 0) + h.count);
+  for (const w of heartWaiters) hearts.set(w.sessionId, (hearts.get(w.sessionId) ?? 0) - w.count);
+  return {
+    ...emptyBatch(),
+    hearts: [...hearts].filter(([, count]) => count > 0).map(([sessionId, count]) => ({ sessionId, count })),
+    viewers: batch.viewers,
+    users: batch.users,
+  };
+}
+
+function compactViewers(changes: WriteBatch['viewers']): WriteBatch['viewers'] {
+  const ends = new Map<
+    string,
+    { first: WriteBatch['viewers'][number]; last: WriteBatch['viewers'][number] }
+  >();
+  for (const v of changes) {
+    const key = JSON.stringify([v.sessionId, v.userId]);
+    const seen = ends.get(key);
+    if (seen) seen.last = v;
+    else ends.set(key, { first: v, last: v });
+  }
+  return [...ends.values()].flatMap(({ first, last }) => (first === last ? [first] : [first, last]));
+}
+
+function compactUsers(users: WriteBatch['users']): WriteBatch['users'] {
+  return [...new Map(users.map((u) => [u.id, u])).values()];
 }
 
 function emptyBatch(): WriteBatch {

@@ -421,6 +421,64 @@ describe.skipIf(!ready)('faults (issue 6)', () => {
     },
   );
 
+  it.skipIf(!canPrivatePg)(
+    '[H-FAULT-18] PostgreSQL restarted while hearts come over sockets and a viewer leaves: what nobody waits for (socket hearts, viewer rows) goes with the first commit after the outage; total_likes counts every heart and live_chat_viewers says who is watching',
+    async () => {
+      const server = await PrivatePostgres.create();
+      later(() => server.destroy());
+      const n = await startNode({ env: { DATABASE_URL: server.url() } });
+      later(() => n.close());
+      const db = (n.server.store as KyselyChatStore).db;
+      const stays = await n.token('stays-through-outage');
+      const leaves = await n.token('leaves-in-outage');
+      const sid = await n.sessionId(stays);
+      const c = await n.connect(sid, stays);
+      const gone = await n.connect(sid, leaves);
+      const activeRows = async () =>
+        (
+          await db
+            .selectFrom('live_chat_viewers')
+            .select('user_id')
+            .where('session_id', '=', sid)
+            .where('is_active', '=', true)
+            .orderBy('user_id')
+            .execute()
+        ).map((r) => r.user_id);
+      const totalLikes = async () =>
+        Number(
+          (
+            await db
+              .selectFrom('live_chat_sessions')
+              .select('total_likes')
+              .where('id', '=', sid)
+              .executeTakeFirstOrThrow()
+          ).total_likes,
+        );
+      const both = [n.userId(stays), n.userId(leaves)].sort();
+      await waitFor(async () => (await activeRows()).length === 2, 5000, 'both viewer rows');
+      expect(await activeRows()).toEqual(both);
+      for (let i = 0; i < 5; i++) c.send({ type: 'like' });
+      await waitFor(async () => (await totalLikes()) === 5, 5000, 'hearts before the outage');
+
+      await server.stop('fast');
+      for (let i = 0; i < 30; i++) c.send({ type: 'like' });
+      gone.close();
+      // Long enough for the hearts' commit (50 ms) and the viewer row's (1.5 s grace, then within 1 s) to fail.
+      await sleep(3500);
+      await server.start();
+      await waitFor(async () => (await totalLikes()) === 35, 10_000, 'every heart counted after the outage');
+      await waitFor(
+        async () => (await activeRows()).length === 1,
+        10_000,
+        'the viewer who left is inactive after the outage',
+      );
+      expect(await activeRows()).toEqual([n.userId(stays)]);
+      expect(c.events.filter((e) => e.type === 'error')).toEqual([]);
+      const update = await c.next('session_like_update', (e) => e.total_likes === 35, 5000);
+      expect(update.session_id).toBe(sid);
+    },
+  );
+
   it('[H-FAULT-06] SQLite kill -9 mid-stream: every acknowledged message is there after the restart, PRAGMA integrity_check = ok, each client_msg_id once', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'drawchat-sqlite-kill-'));
     later(() => rmSync(dir, { recursive: true, force: true }));
