@@ -78,6 +78,8 @@ const SAFETY_POLL_MS = 2_000;
 const REFRESH_RETRY_MS = 2_000;
 /** With a shared bus, how often viewer rows are checked against who is really connected (dead nodes). */
 const VIEWER_RECONCILE_MS = 30_000;
+/** Viewer rows of a session count as left behind this long after its window ended (nodes' clocks differ a little). */
+const ENDED_VIEWERS_GRACE_MS = 30_000;
 /** Profiles resolved from a token are reused this long before the users table is touched again. */
 const USER_CACHE_MS = 60_000;
 /**
@@ -293,6 +295,9 @@ export class ChatService {
       this.#reconciler.unref();
     }
     await this.refresh();
+    // With other nodes running, rows left behind by nodes that died (all of them, after a window ended) are
+    // found now, not only at the first interval.
+    if (this.#deps.bus.shared) await this.reconcileViewers();
   }
 
   /** Stops timers and commits what is queued. Sockets are closed by the transport before this. */
@@ -451,18 +456,26 @@ export class ChatService {
   }
 
   /**
-   * Marks viewer rows inactive for users no live node has (a killed node never closed its sockets). The monitoring
-   * query `SELECT COUNT(*) FROM live_chat_viewers WHERE is_active = true` then heals within this interval.
+   * Keeps `live_chat_viewers` truthful for the monitoring query `SELECT COUNT(*) FROM live_chat_viewers WHERE
+   * is_active = true` on several nodes (a single node marks every row inactive at start and writes each change
+   * itself): rows of sessions whose window ended are made inactive (a node killed before it closed its sockets
+   * left them, and nobody can be watching a closed session), and in the active session each row follows whether
+   * a live node has the user connected (Redis presence), both ways (a write lost in an outage, or two nodes'
+   * writes committed out of order). Runs at start and every `VIEWER_RECONCILE_MS`; returns the rows corrected.
    */
   async reconcileViewers(): Promise<number> {
+    const now = this.#deps.clock.now();
+    const ended = await this.#deps.store
+      .endViewersOfEndedSessions(now - ENDED_VIEWERS_GRACE_MS, now)
+      .catch(() => 0);
     const active = this.#active;
-    if (!active) return 0;
+    if (!active) return ended;
     const sessionId = active.record.id;
     const [connected, rows] = await Promise.all([
       this.#presence.members(sessionId),
       this.#deps.store.activeViewerIds(sessionId),
     ]).catch(() => [null, []] as const);
-    if (!connected) return 0;
+    if (!connected) return ended;
     const at = this.#deps.clock.now();
     let fixed = 0;
     for (const userId of rows) {
@@ -470,7 +483,13 @@ export class ChatService {
       this.#queue.viewer({ sessionId, userId, active: false, at });
       fixed++;
     }
-    return fixed;
+    const marked = new Set(rows);
+    for (const userId of connected) {
+      if (marked.has(userId)) continue;
+      this.#queue.viewer({ sessionId, userId, active: true, at });
+      fixed++;
+    }
+    return ended + fixed;
   }
 
   /**

@@ -864,6 +864,18 @@ export class KyselyChatStore implements ChatStore {
     return rows.map((r) => r.user_id);
   }
 
+  async endViewersOfEndedSessions(endedBy: number, at: number): Promise<number> {
+    const result = await this.db
+      .updateTable('live_chat_viewers')
+      .set({ is_active: this.#bool(false), disconnected_at: iso(at) })
+      .where('is_active', '=', this.#bool(true))
+      .where('session_id', 'in', (eb) =>
+        eb.selectFrom('live_chat_sessions').select('id').where('ends_at', '<=', iso(endedBy)),
+      )
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
   async resetViewers(): Promise<void> {
     const now = iso(Date.now());
     await this.db

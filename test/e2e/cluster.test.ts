@@ -178,6 +178,56 @@ describe.skipIf(!ready)('several nodes with Redis', () => {
     }
   });
 
+  it('[SPEC §8] viewer rows of an ended session left active by nodes that died are made inactive; a row wrongly inactive for a user who is watching is made active again', async () => {
+    const [a, b] = await startNodes(2);
+    const watching = await a!.token('watching-here');
+    const watcherId = a!.userId(watching);
+    const sessionId = await a!.sessionId(watching);
+    const client = await b!.connect(sessionId, watching);
+    const sql = new pg.Client({ connectionString: db.url });
+    await sql.connect();
+    try {
+      const active = async (sid: number) =>
+        (
+          await sql.query(
+            'SELECT user_id FROM live_chat_viewers WHERE session_id = $1 AND is_active = true ORDER BY user_id',
+            [sid],
+          )
+        ).rows.map((r) => r.user_id as string);
+      const deadline = Date.now() + 5000;
+      while (!(await active(sessionId)).includes(watcherId) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(await active(sessionId)).toContain(watcherId);
+      // Yesterday's draw, whose nodes were all killed before its window ended: its rows still say active.
+      const ended = await sql.query(
+        `INSERT INTO live_chat_sessions (draw_time, starts_at, ends_at)
+         VALUES (now() - interval '1 day', now() - interval '1 day 1 hour', now() - interval '23 hours')
+         RETURNING id`,
+      );
+      const endedId = Number(ended.rows[0].id);
+      await sql.query(
+        `INSERT INTO live_chat_viewers (session_id, user_id, is_active, first_seen_at, last_seen_at)
+         VALUES ($1, 'left-behind-1', true, now(), now()), ($1, 'left-behind-2', true, now(), now())`,
+        [endedId],
+      );
+      // A write lost in an outage, or two nodes' writes committed out of order: a watching user's row says left.
+      await sql.query(
+        'UPDATE live_chat_viewers SET is_active = false WHERE session_id = $1 AND user_id = $2',
+        [sessionId, watcherId],
+      );
+      expect(await a!.server.service.reconcileViewers()).toBe(3);
+      await a!.server.service.drain();
+      expect(await active(endedId)).toEqual([]);
+      expect(await active(sessionId)).toContain(watcherId);
+      // Settled: nothing more to correct.
+      expect(await b!.server.service.reconcileViewers()).toBe(0);
+    } finally {
+      await sql.end();
+      client.close();
+    }
+  });
+
   it('[SPEC §6] the 11th message in a minute is refused whichever node it goes to; nothing of it is stored', async () => {
     const servers = await startNodes(3);
     const token = await servers[0]!.token('limited');
