@@ -36,6 +36,11 @@ export interface ChatUser {
   username: string;
   profilePic: string | null;
   isHost: boolean;
+  /**
+   * The token claims it was resolved from: a socket holds its user for hours, and `sendMessage` resolves it again
+   * from them (a cached lookup), so that a profile the draw backend set meanwhile names the next message.
+   */
+  identity?: IdentityInput;
 }
 
 /** What identity the auth layer hands over; matches `AuthIdentity` of src/http/auth. */
@@ -89,6 +94,8 @@ const USER_CACHE_MS = 60_000;
  * statement each).
  */
 const USER_STALE_MS = 10 * 60_000;
+/** Profile changes remembered for reads that were out when they landed (see `resolveUser`). */
+const PROFILE_EDITS_KEPT = 10_000;
 /** Expired profiles asked for meanwhile are read again together, this long after the first of them. */
 const USER_REFRESH_DELAY_MS = 1_000;
 /**
@@ -162,6 +169,9 @@ export class ChatService {
   readonly #sequencer: Sequencer;
   /** userId → the user as resolved from these claims, until `until` (one entry per connected user). */
   readonly #users = new Map<string, { user: ChatUser; identity: IdentityInput; until: number }>();
+  /** Profile changes seen (`#profileChanged`), and the count at each user's latest, oldest first. */
+  #profileEdits = 0;
+  readonly #editedAt = new Map<string, number>();
   /** Profile reads waiting for the next batch (see `#previewUser`), its timer, and when the last batch went. */
   #userReads: UserRead[] | undefined;
   #userReadTimer: LoopTask | undefined;
@@ -621,7 +631,28 @@ export class ChatService {
       }
     }
     const claims = claimsOf(identity, now);
-    return this.#rememberUser(identity, claims, await this.#previewUser(claims), now);
+    for (let attempt = 1; ; attempt++) {
+      const edits = this.#profileEdits;
+      const preview = await this.#previewUser(claims);
+      // A profile change that landed while this read was out may not be in it: read again (twice at most).
+      if ((this.#editedAt.get(identity.userId) ?? -1) <= edits || attempt === 3)
+        return this.#rememberUser(identity, claims, preview, now);
+    }
+  }
+
+  /** Forgets what this node cached of a user's profile: the draw backend changed it (here or on another node). */
+  #profileChanged(userId: string): void {
+    this.#users.delete(userId);
+    this.#profileEdits++;
+    this.#editedAt.delete(userId);
+    this.#editedAt.set(userId, this.#profileEdits);
+    // Only a read that started before an edit needs to know of it; the oldest edits are forgotten past a bound.
+    if (this.#editedAt.size > PROFILE_EDITS_KEPT) {
+      for (const id of this.#editedAt.keys()) {
+        this.#editedAt.delete(id);
+        if (this.#editedAt.size <= PROFILE_EDITS_KEPT / 2) break;
+      }
+    }
   }
 
   /**
@@ -636,7 +667,7 @@ export class ChatService {
     now: number,
   ): ChatUser {
     if (preview.write) this.#queue.user(claims);
-    const user = chatUser(preview.user, identity.isHost);
+    const user = chatUser(preview.user, identity);
     this.#users.set(identity.userId, { user, identity, until: now + USER_CACHE_MS });
     return user;
   }
@@ -731,7 +762,10 @@ export class ChatService {
   async setUserProfile(userId: string, profile: { username?: string; profilePic?: string | null }) {
     this.#requireEnabled();
     const record = await this.#deps.store.setUserProfile(userId, profile, this.#deps.clock.now());
-    this.#users.delete(userId);
+    this.#profileChanged(userId);
+    // Other nodes forget theirs too: their sockets' next messages carry the new profile (see ChatUser.identity).
+    const active = this.#active;
+    if (active) this.#deps.bus.publish([{ kind: 'profile', sessionId: active.record.id, userId }]);
     return record;
   }
 
@@ -749,6 +783,8 @@ export class ChatService {
     input: { message: string; clientMsgId?: string; sessionId?: number },
   ): Promise<{ message: ChatMessage; duplicate: boolean; toRoom: boolean }> {
     const session = await this.requireActive(input.sessionId);
+    // The profile as it is now (cached), not as it was when a socket opened hours ago.
+    if (user.identity) user = await this.resolveUser(user.identity);
     const text = normalizeMessageText(input.message, this.#deps.settings.maxMessageLength);
     const sessionId = session.record.id;
     const key = input.clientMsgId ? clientKey(user.userId, input.clientMsgId) : undefined;
@@ -1139,6 +1175,9 @@ export class ChatService {
         case 'presence':
           this.#presence.recount(e.sessionId);
           break;
+        case 'profile':
+          this.#profileChanged(e.userId);
+          break;
       }
     }
   }
@@ -1239,8 +1278,14 @@ function claimsOf(identity: IdentityInput, at: number): UserClaimsInput {
   };
 }
 
-function chatUser(record: UserRecord, isHost: boolean): ChatUser {
-  return { userId: record.id, username: record.username, profilePic: record.profilePic, isHost };
+function chatUser(record: UserRecord, identity: IdentityInput): ChatUser {
+  return {
+    userId: record.id,
+    username: record.username,
+    profilePic: record.profilePic,
+    isHost: identity.isHost,
+    identity,
+  };
 }
 
 /** Do two sets of token claims describe the user the same way? (Compared field by field: a key string built of

@@ -10,7 +10,9 @@ export type BusEvent =
   | { kind: 'message_deleted'; sessionId: number; messageId: number }
   | { kind: 'winners'; sessionId: number; userIds: string[] }
   /** A node's viewers changed: others recount the distinct viewers. */
-  | { kind: 'presence'; sessionId: number };
+  | { kind: 'presence'; sessionId: number }
+  /** The draw backend changed a user's profile (`PUT /live-chat/users/{id}`): nodes forget what they cached. */
+  | { kind: 'profile'; sessionId: number; userId: string };
 
 export type BusHandler = (events: readonly BusEvent[]) => void;
 
@@ -98,6 +100,7 @@ const BusEventSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('message_deleted'), sessionId: id, messageId: id }),
   z.object({ kind: z.literal('winners'), sessionId: id, userIds: z.array(z.string().max(256)).max(10_000) }),
   z.object({ kind: z.literal('presence'), sessionId: id }),
+  z.object({ kind: z.literal('profile'), sessionId: id, userId: z.string().max(256) }),
 ]);
 
 /** One publish: the events of one commit for one session, from one node. */

@@ -306,6 +306,44 @@ describe('JWT auth against a real JWKS (not dev auth)', () => {
       profile_pic: profile.profile_pic,
     });
   });
+
+  it('[SPEC §2, §4] a PUT /live-chat/users/{id} reaches sockets already open: their next message carries the new profile; a token’s own name still wins', async () => {
+    const bare = await t.connect(sid, await issuer.sign({ sub: 'user-renamed-live' }));
+    const named = await t.connect(sid, await issuer.sign({ sub: 'user-named-live', name: 'Own Live Name' }));
+    expect(bare.init!.you).toMatchObject({ username: 'user-renamed-live', profile_pic: null });
+    bare.send({ type: 'message', message: 'before the backend names me', client_msg_id: 'live-0' });
+    const before = await bare.next('new_message', (e) => e.message.client_msg_id === 'live-0');
+    expect(before.message).toMatchObject({ username: 'user-renamed-live', profile_pic: null });
+
+    for (const id of ['user-renamed-live', 'user-named-live']) {
+      const put = await t.request('PUT', `/live-chat/users/${id}`, {
+        headers: { 'x-admin-key': ADMIN_KEY },
+        body: { username: 'Backend Live Name', profile_pic: `https://cdn.example.com/${id}.png` },
+      });
+      expect(put.status).toBe(200);
+    }
+    bare.send({ type: 'message', message: 'named by the draw backend', client_msg_id: 'live-1' });
+    const after = await bare.next('new_message', (e) => e.message.client_msg_id === 'live-1');
+    expect(after.message).toMatchObject({
+      user_id: 'user-renamed-live',
+      username: 'Backend Live Name',
+      profile_pic: 'https://cdn.example.com/user-renamed-live.png',
+    });
+    named.send({ type: 'message', message: 'my token names me', client_msg_id: 'live-2' });
+    const own = await named.next('new_message', (e) => e.message.client_msg_id === 'live-2');
+    expect(own.message).toMatchObject({
+      user_id: 'user-named-live',
+      username: 'Own Live Name',
+      profile_pic: 'https://cdn.example.com/user-named-live.png',
+    });
+    // Messages sent before keep the name they were sent under.
+    const history = await historyOf(t, await issuer.sign({ sub: 'user-renamed-live' }), sid);
+    expect(history.find((m) => m.client_msg_id === 'live-0')).toMatchObject({
+      username: 'user-renamed-live',
+    });
+    bare.close();
+    named.close();
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -228,6 +228,40 @@ describe.skipIf(!ready)('several nodes with Redis', () => {
     }
   });
 
+  it('[SPEC §2, §4] a profile the draw backend sets on one node names the next message of a socket open on another', async () => {
+    const adminKey = 'k'.repeat(32);
+    const [a, b] = await startNodes(2, {
+      LIVE_CHAT_ADMIN_API_KEY: adminKey,
+      LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '1000',
+    });
+    const token = await a!.token('pictured-later');
+    const userId = a!.userId(token);
+    const sessionId = await a!.sessionId(token);
+    const client = await a!.connect(sessionId, token);
+    try {
+      client.send({ type: 'message', message: 'no picture yet', client_msg_id: 'pic-0' });
+      const before = await client.next('new_message', (e) => e.message.client_msg_id === 'pic-0');
+      expect(before.message.profile_pic).toBeNull();
+      const put = await b!.request('PUT', `/live-chat/users/${userId}`, {
+        headers: { 'x-admin-key': adminKey },
+        body: { profile_pic: 'https://cdn.example.com/later.png' },
+      });
+      expect(put.status).toBe(200);
+      // The other node hears of it over Redis; its next message carries the picture.
+      const deadline = Date.now() + 5000;
+      let pictured: any;
+      for (let i = 1; !pictured && Date.now() < deadline; i++) {
+        client.send({ type: 'message', message: `try ${i}`, client_msg_id: `pic-${i}` });
+        const m = await client.next('new_message', (e) => e.message.client_msg_id === `pic-${i}`);
+        if (m.message.profile_pic) pictured = m.message;
+        else await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(pictured).toMatchObject({ user_id: userId, profile_pic: 'https://cdn.example.com/later.png' });
+    } finally {
+      client.close();
+    }
+  });
+
   it('[SPEC §6] the 11th message in a minute is refused whichever node it goes to; nothing of it is stored', async () => {
     const servers = await startNodes(3);
     const token = await servers[0]!.token('limited');
