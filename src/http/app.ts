@@ -215,8 +215,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     pendingUpgrades.delete(request.socket);
   });
 
+  let keysWarnedAt = Number.NEGATIVE_INFINITY;
   const auth = new Authenticator(deps.verifier, service, settings.adminApiKey, (result, reason) => {
     metrics.tokenVerifications.inc({ result });
+    if (result === 'unavailable') {
+      // Every request says it during a JWKS outage: one line per 10 s.
+      if (performance.now() - keysWarnedAt < 10_000) return;
+      keysWarnedAt = performance.now();
+      app.log.warn({ reason }, 'tokens not checked: signing keys unavailable');
+      return;
+    }
     // Why a token was refused, never the token itself: the first thing to look at when users get 401/4401.
     if (reason) app.log.info({ reason }, 'token refused');
   });

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { ChatService, ChatUser } from '../chat/chat-service.js';
 import { ChatError } from '../protocol/errors.js';
-import { AuthError, type TokenVerifier } from './auth/verifier.js';
+import { AuthError, AuthUnavailableError, type TokenVerifier } from './auth/verifier.js';
 
 export type Actor = { kind: 'admin' } | { kind: 'user'; user: ChatUser };
 
@@ -21,7 +21,10 @@ export class Authenticator {
     private readonly verifier: TokenVerifier,
     private readonly service: ChatService,
     adminApiKey: string | undefined,
-    private readonly onVerify: (result: 'ok' | 'rejected', reason?: string) => void = () => {},
+    private readonly onVerify: (
+      result: 'ok' | 'rejected' | 'unavailable',
+      reason?: string,
+    ) => void = () => {},
   ) {
     this.#adminDigest = adminApiKey ? digest(adminApiKey) : undefined;
   }
@@ -57,6 +60,7 @@ export class Authenticator {
       this.onVerify('ok');
       return { user: await this.service.resolveUser(identity), expiresAt: identity.expiresAt };
     } catch (err) {
+      if (err instanceof AuthUnavailableError) this.onVerify('unavailable', err.reason);
       if (err instanceof AuthError) {
         this.onVerify('rejected', err.reason);
         throw new ChatError('unauthorized', 'The token is missing, invalid or expired.');

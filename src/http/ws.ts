@@ -24,6 +24,7 @@ import type { HubConnection } from '../realtime/hub.js';
 import type { ConnectionSlot } from '../realtime/limits.js';
 import { processReadLagMs } from '../realtime/read-lag.js';
 import { isStoreUnavailable, UNAVAILABLE_RETRY_MS } from '../store/errors.js';
+import { AuthUnavailableError } from './auth/verifier.js';
 import type { Authenticator } from './authenticate.js';
 import { sendError } from './errors.js';
 import { WsHubSocket } from './ws-socket.js';
@@ -442,6 +443,8 @@ class SocketSession {
       if (err instanceof ChatError && err.code === 'unauthorized') {
         return this.#refuse(CloseCode.UNAUTHORIZED, 'invalid or expired token');
       }
+      // The signing keys cannot be fetched: not the token's fault, so not 4401 (a client would drop a good token).
+      if (err instanceof AuthUnavailableError) return this.#refuse(1011, 'signing keys unavailable');
       throw err;
     }
     if (this.#closed) return;

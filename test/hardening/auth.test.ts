@@ -489,6 +489,45 @@ describe('handshake and auth (issue 6)', () => {
     }
   });
 
+  it('[H-AUTH-19] JWKS unreachable at a cold start (no keys fetched yet): a valid token gets 503 `unavailable` with Retry-After and close 1011, not 401/4401 (clients keep good tokens); it is accepted within seconds of the JWKS answering, not after the 30 s cooldown', async () => {
+    const coldJwks = new JwksServer();
+    const k = rsaKey('cold-k1');
+    coldJwks.keys = [k.publicJwk];
+    coldJwks.status = 500;
+    await coldJwks.start();
+    const n = await startNode({ env: { AUTH_JWKS_URL: coldJwks.url } });
+    const token = signJws(
+      { alg: 'RS256', kid: k.kid },
+      { sub: 'cold-a', exp: nowS() + 600 },
+      { rsa: k.privateKey },
+    );
+    try {
+      const http = await n.request('GET', '/live-chat/status', { token });
+      expect(http.status).toBe(503);
+      expect(http.body.error.code).toBe('unavailable');
+      expect(Number(http.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(await refusal(n, 1, token)).toBe(1011);
+      // A token that is bad whatever the keys say is still 401.
+      expect((await n.request('GET', '/live-chat/status', { token: 'abc.def.ghi' })).status).toBe(401);
+      expect(await userRows(n, 'cold-a')).toBe(0);
+      coldJwks.status = 200;
+      const back = Date.now();
+      await waitFor(
+        async () => (await n.request('GET', '/live-chat/status', { token })).status === 200,
+        10_000,
+        'the token accepted once the JWKS answers',
+      );
+      expect(Date.now() - back).toBeLessThan(5000);
+      const s = await n.sessionId(token);
+      const c = await n.connect(s, token);
+      expect(c.init?.you.user_id).toBe('cold-a');
+      c.close();
+    } finally {
+      await n.close();
+      await coldJwks.stop();
+    }
+  });
+
   it('[H-AUTH-14] `session_id` of another (future), ended or non-existent session, or junk (`../x`, `1e3`, 10 KB) → 4409/4404/HTTP 414, never a 5xx', async () => {
     const store = node.server.store;
     const hour = 3_600_000;

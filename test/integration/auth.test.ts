@@ -21,6 +21,7 @@ import { ManualClock } from '../../src/domain/clock.js';
 import { identityFromClaims } from '../../src/http/auth/identity.js';
 import {
   AuthError,
+  AuthUnavailableError,
   createTokenVerifier,
   type TokenVerifier,
   type TokenVerifierOptions,
@@ -501,7 +502,7 @@ describe('JWKS key cache', () => {
     expect(jwks.requests).toHaveLength(2);
   });
 
-  it('does not hammer a broken JWKS endpoint', async () => {
+  it('does not hammer a broken JWKS endpoint; holding no keys, it answers `unavailable` (not a bad token) and tries again every 2 s', async () => {
     jwks = await newServer([keyA.publicJwk]);
     jwks.status = 500;
     const { verifier } = verifierFor(jwksEnv(jwks));
@@ -509,10 +510,32 @@ describe('JWKS key cache', () => {
       Array.from({ length: 50 }, async (_, i) => verifier.verify(await sign(keyA, { i }))),
     );
     expect(results.every((r) => r.status === 'rejected')).toBe(true);
+    const started = Date.now();
     for (let i = 0; i < 50; i++) {
-      await expect(verifier.verify(await sign(keyA, { j: i }))).rejects.toBeInstanceOf(AuthError);
+      const err = await verifier.verify(await sign(keyA, { j: i })).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AuthUnavailableError);
+      expect(err).toMatchObject({ code: 'unavailable', status: 503, retryAfterMs: 2000 });
     }
-    expect(jwks.requests.length).toBeLessThanOrEqual(1);
+    expect(jwks.requests.length).toBeLessThanOrEqual(1 + Math.floor((Date.now() - started) / 2000));
+    jwks.status = 200;
+    await sleep(2100);
+    await expect(verifier.verify(await sign(keyA, { name: 'back' }))).resolves.toMatchObject({
+      claimName: 'back',
+    });
+  });
+
+  it('checks a token without `kid` against each key of a set with several (as jose does), and refuses it when none verifies', async () => {
+    const keyC = await rsaKey('key-c');
+    jwks = await newServer([keyA.publicJwk, keyB.publicJwk]);
+    const { verifier } = verifierFor(jwksEnv(jwks));
+    const noKid = { header: { kid: undefined } };
+    await expect(verifier.verify(await sign(keyB, { name: 'second key' }, noKid))).resolves.toMatchObject({
+      claimName: 'second key',
+    });
+    await expect(verifier.verify(await sign(keyA, { name: 'first key' }, noKid))).resolves.toMatchObject({
+      claimName: 'first key',
+    });
+    expect(await reasonOf(verifier.verify(await sign(keyC, {}, noKid)))).toBe('bad signature');
   });
 
   it('refuses critical header extensions (an unencoded payload among them), signed or not', async () => {

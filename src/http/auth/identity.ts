@@ -31,6 +31,26 @@ export class AuthError extends ChatError {
   }
 }
 
+/** How long a client should wait when the signing keys could not be fetched (the JWKS retry interval). */
+export const KEYS_UNAVAILABLE_RETRY_MS = 2000;
+
+/**
+ * The token could not be checked: the JWKS cannot be fetched and no keys from an earlier fetch are at hand (a
+ * cold start during an outage of the key endpoint). Our failure, not the token's: the wire code is the retryable
+ * `unavailable` (HTTP 503, close 1011), so clients keep their token and retry instead of signing in again.
+ */
+export class AuthUnavailableError extends ChatError {
+  readonly reason: string;
+
+  constructor(reason: string) {
+    super('unavailable', 'The sign-in keys cannot be fetched right now; retry shortly.', {
+      retryAfterMs: KEYS_UNAVAILABLE_RETRY_MS,
+    });
+    this.name = 'AuthUnavailableError';
+    this.reason = reason;
+  }
+}
+
 const MAX_SUB_LENGTH = 256;
 const MAX_NAME_CODE_POINTS = 100;
 const MAX_PICTURE_LENGTH = 2048;

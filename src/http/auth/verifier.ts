@@ -13,9 +13,15 @@ import {
 import type { Settings } from '../../config/settings.js';
 import type { Clock } from '../../domain/clock.js';
 import { DEV_ISSUER, type DevKeys } from './dev-auth.js';
-import { AuthError, type AuthIdentity, identityFromClaims } from './identity.js';
+import {
+  AuthError,
+  type AuthIdentity,
+  AuthUnavailableError,
+  identityFromClaims,
+  KEYS_UNAVAILABLE_RETRY_MS,
+} from './identity.js';
 
-export { AuthError } from './identity.js';
+export { AuthError, AuthUnavailableError } from './identity.js';
 
 /** Longest token we will look at; anything longer is refused before hashing or crypto. */
 export const MAX_TOKEN_LENGTH = 8192;
@@ -31,6 +37,8 @@ const DEFAULT_CACHE_MAX_AGE_MS = 10 * 60_000;
 const DEFAULT_FETCH_TIMEOUT_MS = 5000;
 // While the JWKS endpoint fails, keys from the last good fetch stay usable this long (see `staleFallback`).
 const STALE_KEYS_MAX_AGE_MS = 24 * 60 * 60_000;
+/** A token without `kid` is tried against at most this many keys of the set (each try is a signature check). */
+const MAX_CANDIDATE_KEYS = 8;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 /** Counters for metrics and tests. */
@@ -228,7 +236,9 @@ function remoteKeys(url: string, options: TokenVerifierOptions, stats: VerifierS
   let lastGood: { jwks: JSONWebKeySet; at: number; local: JWTVerifyGetKey } | undefined;
 
   const fetchJwks: FetchImplementation = async (href, init) => {
-    if (Date.now() - lastFailureAt < cooldownMs)
+    // Holding no keys at all, every token waits for a fetch: try again sooner (still a trickle, whatever comes).
+    const retryMs = lastGood ? cooldownMs : Math.min(cooldownMs, KEYS_UNAVAILABLE_RETRY_MS);
+    if (Date.now() - lastFailureAt < retryMs)
       throw new Error('JWKS fetch skipped: cooling down after a failure');
     stats.jwksFetches++;
     try {
@@ -259,8 +269,11 @@ function remoteKeys(url: string, options: TokenVerifierOptions, stats: VerifierS
     } catch (err) {
       const unknownKid =
         err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys;
-      // staleFallback: the fetch failed, not the lookup; try the keys we had.
-      if (unknownKid || !lastGood || Date.now() - lastGood.at > STALE_KEYS_MAX_AGE_MS) throw err;
+      if (unknownKid) throw err;
+      // The fetch failed, not the lookup. Without keys to try, the token cannot be judged: say so (retryable).
+      if (!lastGood || Date.now() - lastGood.at > STALE_KEYS_MAX_AGE_MS)
+        throw new AuthUnavailableError(reasonOf(err));
+      // staleFallback: try the keys we had; a kid they lack fails closed.
       try {
         return await lastGood.local(header, token);
       } catch {
@@ -329,22 +342,40 @@ export function createTokenVerifier(settings: Settings, options: TokenVerifierOp
       }
       // No extension is understood here, so none may be critical (`b64: false` among them).
       if (header.crit !== undefined) throw new AuthError('malformed: critical header extension');
-      const key = rs256Key(
-        await getKey(header as JWTHeaderParameters, {
-          protected: encodedHeader,
-          payload: encodedPayload,
-          signature,
-        }),
-      );
       const input = Buffer.from(`${encodedHeader}.${encodedPayload}`, 'latin1');
-      if (!verifySignature('sha256', input, key, Buffer.from(signature, 'base64url'))) {
-        throw new AuthError('bad signature');
+      const signatureBytes = Buffer.from(signature, 'base64url');
+      const flattened = { protected: encodedHeader, payload: encodedPayload, signature };
+      let candidates: unknown[];
+      try {
+        candidates = [await getKey(header as JWTHeaderParameters, flattened)];
+      } catch (err) {
+        // A token without `kid` and a key set with several RSA keys: try each, as jose's jwtVerify does.
+        if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err;
+        candidates = [];
+        for await (const k of err) {
+          candidates.push(k);
+          if (candidates.length === MAX_CANDIDATE_KEYS) break;
+        }
       }
+      const verifies = (candidate: unknown) => {
+        // One key: its own error (too small, not RSA). Several: the unusable ones are skipped.
+        let key: KeyObject;
+        try {
+          key = rs256Key(candidate);
+        } catch (err) {
+          if (candidates.length === 1) throw err;
+          return false;
+        }
+        return verifySignature('sha256', input, key, signatureBytes);
+      };
+      if (!candidates.some(verifies)) throw new AuthError('bad signature');
       const claims = jsonSegment(encodedPayload);
       if (claims === undefined) throw new AuthError(`malformed: ${NOT_A_CLAIMS_SET}`);
       payload = checkClaims(claims, claimOptions, clock.now());
     } catch (err) {
-      throw err instanceof AuthError ? err : new AuthError(reasonOf(err));
+      throw err instanceof AuthError || err instanceof AuthUnavailableError
+        ? err
+        : new AuthError(reasonOf(err));
     }
     if (payload.drn === 'DSR') throw new AuthError('refresh token where a session token is expected');
     if (descopeProjectId !== undefined && !isDescopeIssuer(payload.iss, descopeProjectId)) {
@@ -389,6 +420,7 @@ export function createTokenVerifier(settings: Settings, options: TokenVerifierOp
         }
         return identity;
       } catch (err) {
+        if (err instanceof AuthUnavailableError) throw err;
         stats.rejected++;
         throw err instanceof AuthError ? err : new AuthError(reasonOf(err));
       }
