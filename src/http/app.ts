@@ -232,7 +232,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   opsRoutes(app, { store: deps.store, metrics, draining: () => draining, redisStatus: deps.redisStatus });
   chatRoutes(app, service, auth);
   adminRoutes(app, service, auth);
-  if (deps.devKeys) devRoutes(app, deps.devKeys, deps.clock);
+  if (deps.devKeys) devRoutes(app, deps.devKeys, deps.clock, settings.authHostRole);
   const acceptUpgrade = wsRoutes(app, {
     service,
     auth,

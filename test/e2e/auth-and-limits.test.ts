@@ -986,3 +986,29 @@ describe('LIVE_CHAT_ENABLED=false', () => {
     expect(await refusedWith(t, 1, token)).toBe(4409);
   });
 });
+
+describe('dev auth with AUTH_HOST_ROLE=moderator', () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startServer({ env: { AUTH_HOST_ROLE: 'moderator' } });
+  });
+  afterAll(() => t?.close());
+
+  it('[SPEC §2] POST /live-chat/dev/token with roles ["host"] (the demo page’s "Join as host") makes a HOST whatever the host role is called', async () => {
+    const mint = async (body: unknown) => {
+      const r = await t.request('POST', '/live-chat/dev/token', { body });
+      expect(r.status).toBe(200);
+      return r.body.token as string;
+    };
+    const sid = await t.sessionId(await mint({ username: 'anyone' }));
+    for (const [username, roles, isHost] of [
+      ['hosting-by-name', ['host'], true],
+      ['hosting-by-role', ['moderator'], true],
+      ['just-watching', [], false],
+    ] as const) {
+      const c = await t.connect(sid, await mint({ username, roles }));
+      expect(c.init!.you.is_host, username).toBe(isHost);
+      c.close();
+    }
+  });
+});

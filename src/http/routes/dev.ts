@@ -5,7 +5,8 @@ import { DevTokenBody, DevTokenResponse, ErrorBody } from '../../protocol/http.j
 import { type DevKeys, mintDevToken } from '../auth/dev-auth.js';
 
 /** Dev auth mode only (never registered in production): mint tokens and publish the signing key. */
-export function devRoutes(app: FastifyInstance, keys: DevKeys, clock: Clock) {
+/** `hostRole`: `AUTH_HOST_ROLE`; a dev token asking for `host` carries it too, so "Join as host" makes a HOST. */
+export function devRoutes(app: FastifyInstance, keys: DevKeys, clock: Clock, hostRole: string) {
   const r = app.withTypeProvider<ZodTypeProvider>();
 
   r.post(
@@ -15,13 +16,19 @@ export function devRoutes(app: FastifyInstance, keys: DevKeys, clock: Clock) {
         tags: ['development'],
         summary: 'Mint a dev token (dev auth mode only; absent in production)',
         description:
-          'Valid for 24 hours. The same username always maps to the same user id. `roles: ["host"]` makes a HOST.',
+          'Valid for 24 hours. The same username always maps to the same user id. `roles: ["host"]` makes a HOST ' +
+          '(the token then also carries `AUTH_HOST_ROLE` when that is another role).',
         body: DevTokenBody,
         response: { 200: DevTokenResponse, 400: ErrorBody },
       },
     },
     async (request) => {
-      const minted = await mintDevToken(keys, request.body, clock.now());
+      const { roles } = request.body;
+      const asked =
+        roles?.includes('host') && !roles.includes(hostRole)
+          ? { ...request.body, roles: [...roles, hostRole] }
+          : request.body;
+      const minted = await mintDevToken(keys, asked, clock.now());
       return {
         token: minted.token,
         user_id: minted.userId,
