@@ -325,7 +325,14 @@ export class ChatService {
     await this.#readingUsers;
     await this.#refreshingUsers;
     await Promise.all(this.#presenceChecks);
-    await this.#queue.close();
+    const dropped = await this.#queue.close();
+    if (dropped.hearts + dropped.viewers + dropped.users > 0) {
+      // The database stayed away to the end: what an outage carried over is lost with the process.
+      this.#deps.log.warn(
+        dropped,
+        'stopping with writes the database never took (hearts, viewer rows, user rows)',
+      );
+    }
     await this.#presence.close();
     await this.limits.close();
   }

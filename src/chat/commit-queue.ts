@@ -1,5 +1,5 @@
 import { LONG_TURN_MS, LoopGuard, type LoopTask } from '../realtime/loop-guard.js';
-import { isStoreUnavailable } from '../store/errors.js';
+import { isStoreUnavailable, isStoreUnreached } from '../store/errors.js';
 import type { ChatStore, NewMessage, StoredMessage, WriteBatch, WriteBatchResult } from '../store/types.js';
 
 type MessageResult = { message: StoredMessage; duplicate: boolean };
@@ -41,8 +41,12 @@ export class CommitQueue {
   /** The transaction asked for this turn of the event loop (see `#schedule`), until it runs. */
   #scheduledTask: LoopTask | undefined;
   #inFlight: Promise<void> | undefined;
-  /** The last transaction failed because the database is away; what it carried waits for `lazyMs` (see `drain`). */
+  /** The last transaction failed because the database is away (see `#carry`). */
   #outage = false;
+  /** What failed transactions left for later (see `#carry`), kept apart from `#batch`. */
+  #carried: Carried = emptyCarried();
+  /** The lazy timer fired (or `drain` asks): the next transaction takes `#carried` along, outage or not. */
+  #carriedDue = false;
   #closed = false;
   #lazyTimer: LoopTask | undefined;
   #heartTimer: LoopTask | undefined;
@@ -124,8 +128,14 @@ export class CommitQueue {
   #lazy(): void {
     this.#lazyTimer ??= this.#guard.timeout(() => {
       this.#lazyTimer = undefined;
+      this.#carriedDue = true;
       this.#schedule();
     }, this.#lazyMs);
+  }
+
+  /** `#carried` goes with the next transaction: the database is back, or it is time to try again. */
+  #carriedReady(): boolean {
+    return carriedSize(this.#carried) > 0 && (!this.#outage || this.#carriedDue);
   }
 
   /** A transaction is scheduled for this turn of the event loop, or running. */
@@ -134,36 +144,82 @@ export class CommitQueue {
   }
 
   /**
-   * Resolves when everything submitted so far is committed (or failed). While the database is away, what an
-   * outage carried over (see `#carry`) is left to its timer rather than tried again and again here.
+   * Resolves when everything submitted so far is committed (or failed). What an outage carried over (see
+   * `#carry`) is tried once per call, not again and again while the database stays away.
    */
   async drain(): Promise<void> {
-    while (this.#inFlight || this.#scheduledTask || (!isEmpty(this.#batch) && !this.#outage)) {
-      if (this.#inFlight) await this.#inFlight;
-      else await this.#run();
+    let carriedTried = false;
+    for (;;) {
+      if (this.#inFlight) {
+        await this.#inFlight;
+        continue;
+      }
+      const carried = carriedSize(this.#carried) > 0 && !carriedTried;
+      if (!this.#scheduledTask && isEmpty(this.#batch) && !carried) return;
+      if (carried) {
+        this.#carriedDue = true;
+        carriedTried = true;
+      }
+      await this.#run();
     }
   }
 
   /**
-   * After a transaction failed because the database is away: its hearts from sockets, viewer rows and user claims
-   * go first in the next one, which runs within `lazyMs` (or sooner, with the next item someone waits for), so an
-   * outage loses none of them. Errors that say the batch itself is wrong do not come here: those would fail again.
+   * After a transaction failed because the database is away: what nobody waits for, and so nobody would resend
+   * (hearts from sockets, viewer rows, user claims), is kept in `#carried` and goes with a later transaction:
+   * within `lazyMs` (1 s), and once a second while the database stays away, never with every attempt of the
+   * callers who resend. Viewer changes keep the first and the last of each (session, user), all the store reads
+   * of them (first_seen_at, and where they end), and claims the last of each user: a long outage holds one or two
+   * entries per person. Hearts only when the transaction never reached the database (`unreached`): after a lost
+   * connection the COMMIT may have happened, and hearts, unlike the rest, would count twice. Errors that say the
+   * batch itself is wrong do not come here: those would fail again.
    */
-  #carry(batch: WriteBatch, heartWaiters: ReadonlyArray<{ sessionId: number; count: number }>): void {
+  #carry(
+    own: WriteBatch,
+    heartWaiters: ReadonlyArray<{ sessionId: number; count: number }>,
+    taken: Carried | undefined,
+    unreached: boolean,
+  ): void {
     if (this.#closed) return;
-    const left = carried(batch, heartWaiters);
-    if (isEmpty(left)) return;
-    const next = this.#batch;
-    next.hearts.unshift(...left.hearts);
-    next.viewers = compactViewers([...left.viewers, ...next.viewers]);
-    next.users = compactUsers([...left.users, ...next.users]);
-    this.#lazy();
+    // Nothing is carried while a transaction is out, so `#carried` is empty when `taken` comes back; if not, the
+    // newer entries win.
+    const into = taken ?? this.#carried;
+    if (taken && carriedSize(this.#carried) > 0) mergeCarried(into, this.#carried);
+    this.#carried = into;
+    if (!unreached) into.hearts.clear();
+    else {
+      const left = new Map<number, number>();
+      for (const h of own.hearts) left.set(h.sessionId, (left.get(h.sessionId) ?? 0) + h.count);
+      for (const w of heartWaiters) left.set(w.sessionId, (left.get(w.sessionId) ?? 0) - w.count);
+      for (const [sessionId, count] of left)
+        if (count > 0) into.hearts.set(sessionId, (into.hearts.get(sessionId) ?? 0) + count);
+    }
+    for (const v of own.viewers) {
+      const key = JSON.stringify([v.sessionId, v.userId]);
+      const ends = into.viewers.get(key);
+      if (ends) ends.last = v;
+      else into.viewers.set(key, { first: v, last: v });
+    }
+    for (const u of own.users) into.users.set(u.id, u);
+    if (carriedSize(into) > 0) this.#lazy();
   }
 
-  /** Refuses new work, then drains. */
-  async close(): Promise<void> {
+  /**
+   * Refuses new work, then drains. Returns what an outage had carried over and this last try could not write
+   * either (dropped now: the caller logs it).
+   */
+  async close(): Promise<{ hearts: number; viewers: number; users: number }> {
     await this.drain();
     this.#closed = true;
+    this.#guard.cancel(this.#lazyTimer);
+    this.#lazyTimer = undefined;
+    this.#guard.cancel(this.#heartTimer);
+    this.#heartTimer = undefined;
+    const left = this.#carried;
+    this.#carried = emptyCarried();
+    let hearts = 0;
+    for (const n of left.hearts.values()) hearts += n;
+    return { hearts, viewers: left.viewers.size, users: left.users.size };
   }
 
   #assertOpen(): void {
@@ -188,7 +244,7 @@ export class CommitQueue {
   async #run(): Promise<void> {
     this.#guard.cancel(this.#scheduledTask);
     this.#scheduledTask = undefined;
-    if (this.#inFlight || isEmpty(this.#batch)) return;
+    if (this.#inFlight || (isEmpty(this.#batch) && !this.#carriedReady())) return;
     // Everything waiting goes in this transaction: its timers are done.
     this.#guard.cancel(this.#lazyTimer);
     this.#lazyTimer = undefined;
@@ -203,26 +259,33 @@ export class CommitQueue {
     this.#messageWaiters = [];
     this.#heartWaiters = [];
     this.#likeWaiters = [];
+    let taken: Carried | undefined;
+    if (this.#carriedReady()) {
+      taken = this.#carried;
+      this.#carried = emptyCarried();
+    }
+    this.#carriedDue = false;
+    const write = taken ? withCarried(batch, taken) : batch;
 
     const run = (async () => {
       let result: WriteBatchResult;
       try {
         const started = performance.now();
-        result = await this.store.write(batch);
-        this.#onTiming(performance.now() - started, size(batch));
+        result = await this.store.write(write);
+        this.#onTiming(performance.now() - started, size(write));
         this.#outage = false;
       } catch (err) {
-        this.onError(err, batch);
+        this.onError(err, write);
         for (const w of [...messageWaiters, ...heartWaiters, ...likeWaiters]) w.reject(err);
         this.#outage = isStoreUnavailable(err);
-        if (this.#outage) this.#carry(batch, heartWaiters);
+        if (this.#outage) this.#carry(batch, heartWaiters, taken, isStoreUnreached(err));
         return;
       }
       try {
-        this.onCommitted(batch, result, this.#now());
+        this.onCommitted(write, result, this.#now());
       } catch (err) {
         // Delivery failed, but the batch is durable: acknowledge it anyway; resume fills any gap.
-        this.onError(err, batch);
+        this.onError(err, write);
       }
       for (let i = 0; i < messageWaiters.length; i++) messageWaiters[i]!.resolve(result.messages[i]!);
       for (let i = 0; i < likeWaiters.length; i++) likeWaiters[i]!.resolve(result.messageLikes[i]!);
@@ -240,44 +303,49 @@ export class CommitQueue {
   }
 }
 
-/**
- * Of a batch whose transaction failed, what nobody waits for and nobody would resend: hearts from sockets (the
- * batch's hearts less those of `hearts()` callers, who were refused), viewer rows and user claims. Viewer changes
- * keep the first and the last of each (session, user), which is all the store reads of them (first_seen_at, and
- * where they end), and claims the last of each user, so that a long outage holds one or two entries per person,
- * not one per change.
- */
-function carried(
-  batch: WriteBatch,
-  heartWaiters: ReadonlyArray<{ sessionId: number; count: number }>,
-): WriteBatch {
-  const hearts = new Map<number, number>();
-  for (const h of batch.hearts) hearts.set(h.sessionId, (hearts.get(h.sessionId) ?? 0) + h.count);
-  for (const w of heartWaiters) hearts.set(w.sessionId, (hearts.get(w.sessionId) ?? 0) - w.count);
-  return {
-    ...emptyBatch(),
-    hearts: [...hearts].filter(([, count]) => count > 0).map(([sessionId, count]) => ({ sessionId, count })),
-    viewers: batch.viewers,
-    users: batch.users,
-  };
+/** What failed transactions left for later (see `CommitQueue.#carry`), merged per key. */
+interface Carried {
+  /** Session id → hearts. */
+  hearts: Map<number, number>;
+  /** `[sessionId, userId]` as JSON → the first and the last change carried. */
+  viewers: Map<string, { first: WriteBatch['viewers'][number]; last: WriteBatch['viewers'][number] }>;
+  /** User id → the last claims carried. */
+  users: Map<string, WriteBatch['users'][number]>;
 }
 
-function compactViewers(changes: WriteBatch['viewers']): WriteBatch['viewers'] {
-  const ends = new Map<
-    string,
-    { first: WriteBatch['viewers'][number]; last: WriteBatch['viewers'][number] }
-  >();
-  for (const v of changes) {
-    const key = JSON.stringify([v.sessionId, v.userId]);
-    const seen = ends.get(key);
-    if (seen) seen.last = v;
-    else ends.set(key, { first: v, last: v });
+function emptyCarried(): Carried {
+  return { hearts: new Map(), viewers: new Map(), users: new Map() };
+}
+
+function carriedSize(c: Carried): number {
+  return c.hearts.size + c.viewers.size + c.users.size;
+}
+
+/** Adds `newer` to `into`. */
+function mergeCarried(into: Carried, newer: Carried): void {
+  for (const [sessionId, n] of newer.hearts)
+    into.hearts.set(sessionId, (into.hearts.get(sessionId) ?? 0) + n);
+  for (const [key, ends] of newer.viewers) {
+    const older = into.viewers.get(key);
+    into.viewers.set(key, older ? { first: older.first, last: ends.last } : ends);
   }
-  return [...ends.values()].flatMap(({ first, last }) => (first === last ? [first] : [first, last]));
+  for (const [id, u] of newer.users) into.users.set(id, u);
 }
 
-function compactUsers(users: WriteBatch['users']): WriteBatch['users'] {
-  return [...new Map(users.map((u) => [u.id, u])).values()];
+/** The batch with what was carried over before its own items (which are newer). */
+function withCarried(batch: WriteBatch, carried: Carried): WriteBatch {
+  return {
+    messages: batch.messages,
+    messageLikes: batch.messageLikes,
+    hearts: [...[...carried.hearts].map(([sessionId, count]) => ({ sessionId, count })), ...batch.hearts],
+    viewers: [
+      ...[...carried.viewers.values()].flatMap(({ first, last }) =>
+        first === last ? [first] : [first, last],
+      ),
+      ...batch.viewers,
+    ],
+    users: [...carried.users.values(), ...batch.users],
+  };
 }
 
 function emptyBatch(): WriteBatch {

@@ -47,3 +47,40 @@ export function isStoreUnavailable(err: unknown, depth = 0): boolean {
   if (err instanceof AggregateError && err.errors.some((e) => isStoreUnavailable(e, depth + 1))) return true;
   return isStoreUnavailable((err as { cause?: unknown }).cause, depth + 1);
 }
+
+// Failures that mean the transaction never reached the database: no connection could be made (refused, no route,
+// no such host, the server starting up, shutting down or full), or SQLite did not take its writer lock or could not
+// open the file. Not a connection lost mid-transaction, nor a timeout: the COMMIT may have happened then.
+const UNREACHED_NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+const UNREACHED_PG_STATES = /^(08001|08004|57P03|53300)$/;
+const UNREACHED_SQLITE_CODES = /^SQLITE_(BUSY|LOCKED|CANTOPEN)/;
+const UNREACHED_MESSAGES =
+  /timeout exceeded when trying to connect|Client was closed and is not queryable|the database system is (starting up|shutting down|in recovery mode)/i;
+
+/**
+ * True when `err` (or an error it wraps) says the transaction never reached the database, so nothing of it can
+ * have been committed (a subset of `isStoreUnavailable`).
+ */
+export function isStoreUnreached(err: unknown, depth = 0): boolean {
+  if (depth > 4 || typeof err !== 'object' || err === null) return false;
+  const code = (err as { code?: unknown }).code;
+  if (
+    typeof code === 'string' &&
+    (UNREACHED_NETWORK_CODES.has(code) || UNREACHED_PG_STATES.test(code) || UNREACHED_SQLITE_CODES.test(code))
+  )
+    return true;
+  if (err instanceof Error && UNREACHED_MESSAGES.test(err.message)) return true;
+  if (
+    err instanceof AggregateError &&
+    err.errors.length > 0 &&
+    err.errors.every((e) => isStoreUnreached(e, depth + 1))
+  )
+    return true;
+  return isStoreUnreached((err as { cause?: unknown }).cause, depth + 1);
+}
