@@ -37,10 +37,12 @@ export interface ChatUser {
   profilePic: string | null;
   isHost: boolean;
   /**
-   * The token claims it was resolved from: a socket holds its user for hours, and `sendMessage` resolves it again
-   * from them (a cached lookup), so that a profile the draw backend set meanwhile names the next message.
+   * The token claims it was resolved from, and how many profile changes this node had seen then: a socket holds
+   * its user for hours, and `sendMessage` resolves it again from them when the draw backend changed this user's
+   * profile since, so that the new profile names the next message.
    */
   identity?: IdentityInput;
+  edits?: number;
 }
 
 /** What identity the auth layer hands over; matches `AuthIdentity` of src/http/auth. */
@@ -643,7 +645,7 @@ export class ChatService {
       const preview = await this.#previewUser(claims);
       // A profile change that landed while this read was out may not be in it: read again (twice at most).
       if ((this.#editedAt.get(identity.userId) ?? -1) <= edits || attempt === 3)
-        return this.#rememberUser(identity, claims, preview, now);
+        return this.#rememberUser(identity, claims, preview, now, edits);
     }
   }
 
@@ -672,9 +674,11 @@ export class ChatService {
     claims: UserClaimsInput,
     preview: UserPreview,
     now: number,
+    edits: number,
   ): ChatUser {
     if (preview.write) this.#queue.user(claims);
-    const user = chatUser(preview.user, identity);
+    // `edits`: the changes seen before the read (a change that landed during it makes sendMessage read again).
+    const user = chatUser(preview.user, identity, edits);
     this.#users.set(identity.userId, { user, identity, until: now + USER_CACHE_MS });
     return user;
   }
@@ -698,6 +702,7 @@ export class ChatService {
    */
   async #refreshUsers(): Promise<void> {
     const now = this.#deps.clock.now();
+    const edits = this.#profileEdits;
     const entries = [...this.#staleUsers].flatMap((id) => {
       const entry = this.#users.get(id);
       return entry ? [entry] : [];
@@ -717,7 +722,7 @@ export class ChatService {
         }
         // Replaced or dropped meanwhile (new claims, a profile change): that one is newer.
         if (this.#users.get(entry.identity.userId) === entry)
-          this.#rememberUser(entry.identity, claims, preview, now);
+          this.#rememberUser(entry.identity, claims, preview, now, edits);
       }),
     );
     if (failure !== undefined) {
@@ -790,8 +795,9 @@ export class ChatService {
     input: { message: string; clientMsgId?: string; sessionId?: number },
   ): Promise<{ message: ChatMessage; duplicate: boolean; toRoom: boolean }> {
     const session = await this.requireActive(input.sessionId);
-    // The profile as it is now (cached), not as it was when a socket opened hours ago.
-    if (user.identity) user = await this.resolveUser(user.identity);
+    // The profile as it is now, not as it was when a socket opened hours ago (a Map lookup unless it changed).
+    if (user.identity && (this.#editedAt.get(user.userId) ?? -1) > (user.edits ?? -1))
+      user = await this.resolveUser(user.identity);
     const text = normalizeMessageText(input.message, this.#deps.settings.maxMessageLength);
     const sessionId = session.record.id;
     const key = input.clientMsgId ? clientKey(user.userId, input.clientMsgId) : undefined;
@@ -1285,13 +1291,14 @@ function claimsOf(identity: IdentityInput, at: number): UserClaimsInput {
   };
 }
 
-function chatUser(record: UserRecord, identity: IdentityInput): ChatUser {
+function chatUser(record: UserRecord, identity: IdentityInput, edits: number): ChatUser {
   return {
     userId: record.id,
     username: record.username,
     profilePic: record.profilePic,
     isHost: identity.isHost,
     identity,
+    edits,
   };
 }
 

@@ -83,7 +83,7 @@ describe.each([
       );
       expect(asked).toEqual([20]);
       expect(users.map((u) => u.userId)).toEqual(Array.from({ length: 20 }, (_, i) => `crowd-${i}`));
-      expect(users[7]).toEqual({
+      expect(users[7]).toMatchObject({
         userId: 'crowd-7',
         username: 'Seventh (backend)',
         profilePic: 'https://b/7.png',
