@@ -87,6 +87,8 @@ const REFRESH_RETRY_MS = 2_000;
 const VIEWER_RECONCILE_MS = 30_000;
 /** Viewer rows of a session count as left behind this long after its window ended (nodes' clocks differ a little). */
 const ENDED_VIEWERS_GRACE_MS = 30_000;
+/** Every 30 s, sessions that ended this long before are looked at (at start, all of them). */
+const ENDED_VIEWERS_LOOKBACK_MS = 24 * 60 * 60_000;
 /** Profiles resolved from a token are reused this long before the users table is touched again. */
 const USER_CACHE_MS = 60_000;
 /**
@@ -309,7 +311,7 @@ export class ChatService {
     await this.refresh();
     // With other nodes running, rows left behind by nodes that died (all of them, after a window ended) are
     // found now, not only at the first interval.
-    if (this.#deps.bus.shared) await this.reconcileViewers();
+    if (this.#deps.bus.shared) await this.reconcileViewers({ all: true });
   }
 
   /** Stops timers and commits what is queued. Sockets are closed by the transport before this. */
@@ -480,12 +482,14 @@ export class ChatService {
    * itself): rows of sessions whose window ended are made inactive (a node killed before it closed its sockets
    * left them, and nobody can be watching a closed session), and in the active session each row follows whether
    * a live node has the user connected (Redis presence), both ways (a write lost in an outage, or two nodes'
-   * writes committed out of order). Runs at start and every `VIEWER_RECONCILE_MS`; returns the rows corrected.
+   * writes committed out of order). Runs at start (every ended session: `all`) and every `VIEWER_RECONCILE_MS`
+   * (sessions that ended in the last day); returns the rows corrected.
    */
-  async reconcileViewers(): Promise<number> {
+  async reconcileViewers(options: { all?: boolean } = {}): Promise<number> {
     const now = this.#deps.clock.now();
+    const endedBy = now - ENDED_VIEWERS_GRACE_MS;
     const ended = await this.#deps.store
-      .endViewersOfEndedSessions(now - ENDED_VIEWERS_GRACE_MS, now)
+      .endViewersOfEndedSessions(endedBy, now, options.all ? undefined : endedBy - ENDED_VIEWERS_LOOKBACK_MS)
       .catch(() => 0);
     const active = this.#active;
     if (!active) return ended;

@@ -864,14 +864,15 @@ export class KyselyChatStore implements ChatStore {
     return rows.map((r) => r.user_id);
   }
 
-  async endViewersOfEndedSessions(endedBy: number, at: number): Promise<number> {
+  async endViewersOfEndedSessions(endedBy: number, at: number, endedAfter?: number): Promise<number> {
     const result = await this.db
       .updateTable('live_chat_viewers')
       .set({ is_active: this.#bool(false), disconnected_at: iso(at) })
       .where('is_active', '=', this.#bool(true))
-      .where('session_id', 'in', (eb) =>
-        eb.selectFrom('live_chat_sessions').select('id').where('ends_at', '<=', iso(endedBy)),
-      )
+      .where('session_id', 'in', (eb) => {
+        const ended = eb.selectFrom('live_chat_sessions').select('id').where('ends_at', '<=', iso(endedBy));
+        return endedAfter === undefined ? ended : ended.where('ends_at', '>', iso(endedAfter));
+      })
       .executeTakeFirst();
     return Number(result.numUpdatedRows);
   }

@@ -195,10 +195,11 @@ export interface ChatStore {
   /** Marks every viewer row inactive (a single node at start-up: nobody is connected yet). */
   resetViewers(): Promise<void>;
   /**
-   * Marks inactive every viewer row still active in a session whose window ended by `endedBy` (rows a node that
-   * died left behind: nobody can be watching a closed session); returns how many it changed.
+   * Marks inactive every viewer row still active in a session whose window ended by `endedBy` (and after
+   * `endedAfter`, when given: the sessions' primary key then finds the rows without a scan of the table); rows a
+   * node that died left behind, as nobody can be watching a closed session. Returns how many it changed.
    */
-  endViewersOfEndedSessions(endedBy: number, at: number): Promise<number>;
+  endViewersOfEndedSessions(endedBy: number, at: number, endedAfter?: number): Promise<number>;
   /** Users whose viewer row for the session is active. */
   activeViewerIds(sessionId: number): Promise<string[]>;
 }

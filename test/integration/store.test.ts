@@ -818,6 +818,31 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       expect(await activeViewers(s2.id)).toEqual([]);
     });
 
+    it('endViewersOfEndedSessions marks inactive the viewers of sessions that ended by then (after a bound, when given), and no other', async () => {
+      const early = await newSession();
+      const late = await newSession();
+      const open = await newSession();
+      await store.write(
+        batch({
+          viewers: [
+            { sessionId: early.id, userId: 'e1', active: true, at: BASE },
+            { sessionId: late.id, userId: 'l1', active: true, at: BASE },
+            { sessionId: late.id, userId: 'l2', active: false, at: BASE },
+            { sessionId: open.id, userId: 'o1', active: true, at: BASE },
+          ],
+        }),
+      );
+      // `late` and `early` ended by then, `open` not; with the bound, `early` ended too long ago to be looked at.
+      const at = late.endsAt + 1;
+      expect(await store.endViewersOfEndedSessions(at, at, early.endsAt)).toBe(1);
+      expect(await activeViewers(late.id)).toEqual([]);
+      expect(await activeViewers(early.id)).toEqual(['e1']);
+      expect(await store.endViewersOfEndedSessions(at, at)).toBe(1);
+      expect(await activeViewers(early.id)).toEqual([]);
+      expect(await activeViewers(open.id)).toEqual(['o1']);
+      expect(await store.endViewersOfEndedSessions(at, at)).toBe(0);
+    });
+
     it('stores text verbatim: emoji, RTL, quotes, SQL', async () => {
       // NUL (\u0000) is not tested: PostgreSQL refuses it in text, and the service refuses control characters
       // before anything reaches the store.
