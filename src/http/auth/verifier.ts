@@ -37,8 +37,11 @@ const DEFAULT_CACHE_MAX_AGE_MS = 10 * 60_000;
 const DEFAULT_FETCH_TIMEOUT_MS = 5000;
 // While the JWKS endpoint fails, keys from the last good fetch stay usable this long (see `staleFallback`).
 const STALE_KEYS_MAX_AGE_MS = 24 * 60 * 60_000;
-/** A token without `kid` is tried against at most this many keys of the set (each try is a signature check). */
-const MAX_CANDIDATE_KEYS = 8;
+/**
+ * A token without `kid` is tried against at most this many keys of the set (each try is a signature check, and a
+ * refused token is not cached: a key set in rotation has two or three).
+ */
+const MAX_CANDIDATE_KEYS = 4;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 /** Counters for metrics and tests. */
@@ -276,7 +279,9 @@ function remoteKeys(url: string, options: TokenVerifierOptions, stats: VerifierS
       // staleFallback: try the keys we had; a kid they lack fails closed.
       try {
         return await lastGood.local(header, token);
-      } catch {
+      } catch (stale) {
+        // Several of them fit a token without `kid`: the caller tries each.
+        if (stale instanceof errors.JWKSMultipleMatchingKeys) throw stale;
         throw err;
       }
     }
