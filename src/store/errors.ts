@@ -33,54 +33,60 @@ const SQLITE_CODES = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN)/;
 const MESSAGES =
   /Connection terminated|timeout exceeded when trying to connect|Query read timeout|Connection ended|Client has encountered a connection error|Client was closed and is not queryable|the database system is (starting up|shutting down|in recovery mode)/i;
 
-/** True when `err` (or an error it wraps) says the database cannot be reached right now. */
-export function isStoreUnavailable(err: unknown, depth = 0): boolean {
+interface ErrorClass {
+  network: ReadonlySet<string>;
+  pgStates: RegExp;
+  sqlite: RegExp;
+  messages: RegExp;
+  /** Of an AggregateError's errors (a dual-stack connect reports one per address): any, or every one. */
+  aggregate: 'some' | 'every';
+}
+
+/** True when `err`, or an error it wraps (`cause`, AggregateError), is of the class. */
+function isOfClass(err: unknown, c: ErrorClass, depth = 0): boolean {
   if (depth > 4 || typeof err !== 'object' || err === null) return false;
   const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && (c.network.has(code) || c.pgStates.test(code) || c.sqlite.test(code)))
+    return true;
+  if (err instanceof Error && c.messages.test(err.message)) return true;
   if (
-    typeof code === 'string' &&
-    (NETWORK_CODES.has(code) || PG_STATES.test(code) || SQLITE_CODES.test(code))
+    err instanceof AggregateError &&
+    err.errors.length > 0 &&
+    err.errors[c.aggregate]((e) => isOfClass(e, c, depth + 1))
   )
     return true;
-  if (err instanceof Error && MESSAGES.test(err.message)) return true;
-  // Node reports a refused dual-stack connect as an AggregateError of the per-address errors.
-  if (err instanceof AggregateError && err.errors.some((e) => isStoreUnavailable(e, depth + 1))) return true;
-  return isStoreUnavailable((err as { cause?: unknown }).cause, depth + 1);
+  return isOfClass((err as { cause?: unknown }).cause, c, depth + 1);
+}
+
+const UNAVAILABLE: ErrorClass = {
+  network: NETWORK_CODES,
+  pgStates: PG_STATES,
+  sqlite: SQLITE_CODES,
+  messages: MESSAGES,
+  aggregate: 'some',
+};
+
+/** True when `err` (or an error it wraps) says the database cannot be reached right now. */
+export function isStoreUnavailable(err: unknown): boolean {
+  return isOfClass(err, UNAVAILABLE);
 }
 
 // Failures that mean the transaction never reached the database: no connection could be made (refused, no route,
 // no such host, the server starting up, shutting down or full), or SQLite did not take its writer lock or could not
 // open the file. Not a connection lost mid-transaction, nor a timeout: the COMMIT may have happened then.
-const UNREACHED_NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
-const UNREACHED_PG_STATES = /^(08001|08004|57P03|53300)$/;
-const UNREACHED_SQLITE_CODES = /^SQLITE_(BUSY|LOCKED|CANTOPEN)/;
-const UNREACHED_MESSAGES =
-  /timeout exceeded when trying to connect|Client was closed and is not queryable|the database system is (starting up|shutting down|in recovery mode)/i;
+const UNREACHED: ErrorClass = {
+  network: new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']),
+  pgStates: /^(08001|08004|57P03|53300)$/,
+  sqlite: /^SQLITE_(BUSY|LOCKED|CANTOPEN)/,
+  messages:
+    /timeout exceeded when trying to connect|Client was closed and is not queryable|the database system is (starting up|shutting down|in recovery mode)/i,
+  aggregate: 'every',
+};
 
 /**
  * True when `err` (or an error it wraps) says the transaction never reached the database, so nothing of it can
  * have been committed (a subset of `isStoreUnavailable`).
  */
-export function isStoreUnreached(err: unknown, depth = 0): boolean {
-  if (depth > 4 || typeof err !== 'object' || err === null) return false;
-  const code = (err as { code?: unknown }).code;
-  if (
-    typeof code === 'string' &&
-    (UNREACHED_NETWORK_CODES.has(code) || UNREACHED_PG_STATES.test(code) || UNREACHED_SQLITE_CODES.test(code))
-  )
-    return true;
-  if (err instanceof Error && UNREACHED_MESSAGES.test(err.message)) return true;
-  if (
-    err instanceof AggregateError &&
-    err.errors.length > 0 &&
-    err.errors.every((e) => isStoreUnreached(e, depth + 1))
-  )
-    return true;
-  return isStoreUnreached((err as { cause?: unknown }).cause, depth + 1);
+export function isStoreUnreached(err: unknown): boolean {
+  return isOfClass(err, UNREACHED);
 }
