@@ -40,6 +40,12 @@ const WS_OPEN = 1;
 const LIKE_REFUSAL_WINDOW_MS = 5_000;
 /** Quiet time after the last such refusal before the counts are read again. */
 const LIKE_RECHECK_DELAY_MS = 500;
+/**
+ * Hearts a client sends: bursts of this many, then this many a second; taps beyond are not sent. Under the
+ * server's limit per user (bursts of 50, then 20 a second), so that one eager tapper is not refused.
+ */
+const HEART_BURST = 20;
+const HEARTS_PER_SECOND = 10;
 /** Errors about joining, cleared by the next `init`. */
 const JOIN_ERRORS: ReadonlySet<string> = new Set([
   'forbidden',
@@ -90,6 +96,10 @@ export class ChatClient {
   readonly #setTimeout: (fn: () => void, ms: number) => unknown;
   readonly #clearTimeout: (handle: unknown) => void;
   readonly #now: () => number;
+  /** The heart throttle (see `like`): tokens, when they were counted, and no heart before this instant. */
+  #heartTokens = HEART_BURST;
+  #heartTokensAt = Number.NEGATIVE_INFINITY;
+  #heartsPausedUntil = Number.NEGATIVE_INFINITY;
 
   #snap: ChatSnapshot = EMPTY;
   #draft: { -readonly [K in keyof ChatSnapshot]: ChatSnapshot[K] } | null = null;
@@ -269,9 +279,23 @@ export class ChatClient {
     });
   }
 
-  /** One heart for the session. Returns false when not connected. */
+  /**
+   * One heart for the session. Returns false when not connected, or when the tap is not sent: hearts go out at
+   * most `HEARTS_PER_SECOND` a second (bursts of `HEART_BURST`), under the server's own limit, and none until the
+   * `retry_after_ms` of a refusal has passed (several tabs of one user share the server's limit).
+   */
   like(): boolean {
-    return this.#command({ type: 'like' });
+    const now = this.#now();
+    if (now < this.#heartsPausedUntil) return false;
+    this.#heartTokens = Math.min(
+      HEART_BURST,
+      this.#heartTokens + ((now - this.#heartTokensAt) / 1000) * HEARTS_PER_SECOND,
+    );
+    this.#heartTokensAt = now;
+    if (this.#heartTokens < 1) return false;
+    if (!this.#command({ type: 'like' })) return false;
+    this.#heartTokens -= 1;
+    return true;
   }
 
   /** Likes a message (optimistic; the server's count follows). Returns false when not connected or liked. */
@@ -753,6 +777,9 @@ export class ChatClient {
         if (event.client_msg_id && d.pending.some((p) => p.client_msg_id === event.client_msg_id)) {
           this.#fail(d, event.client_msg_id, info);
         } else {
+          // Perhaps a heart (another tab of this user used the limit): no more until the server says.
+          if (event.code === 'rate_limited' && event.retry_after_ms !== undefined)
+            this.#heartsPausedUntil = Math.max(this.#heartsPausedUntil, this.#now() + event.retry_after_ms);
           d.error = info;
           if (!event.client_msg_id) this.#recheckLikes();
         }

@@ -567,10 +567,11 @@ class SocketSession {
     code: ErrorCode,
     message: string,
     extra: { client_msg_id?: string; retry_after_ms?: number } = {},
+    counts = true,
   ): void {
     this.deps.metrics.errors.inc({ code });
     // Our failures (internal_error, unavailable during a database outage) never count against the client.
-    if (code !== 'internal_error' && code !== 'unavailable') this.#refused();
+    if (counts && code !== 'internal_error' && code !== 'unavailable') this.#refused();
     this.#send({ type: 'error', code, message, ...extra });
   }
 
@@ -661,10 +662,18 @@ class SocketSession {
   #failed(command: ClientCommand, err: unknown): void {
     const clientMsgId = command.type === 'message' ? command.client_msg_id : undefined;
     if (err instanceof ChatError) {
-      this.#error(err.code, err.message, {
-        ...(clientMsgId ? { client_msg_id: clientMsgId } : {}),
-        ...(err.retryAfterMs !== undefined ? { retry_after_ms: err.retryAfterMs } : {}),
-      });
+      // A heart over the limit is an eager viewer, not an abusive client: it is refused (and says when to tap
+      // again) but does not count towards the 1008 close; the frame limit still bounds what such frames cost.
+      const counts = !(command.type === 'like' && err.code === 'rate_limited');
+      this.#error(
+        err.code,
+        err.message,
+        {
+          ...(clientMsgId ? { client_msg_id: clientMsgId } : {}),
+          ...(err.retryAfterMs !== undefined ? { retry_after_ms: err.retryAfterMs } : {}),
+        },
+        counts,
+      );
       return;
     }
     if (isStoreUnavailable(err)) {

@@ -440,6 +440,39 @@ describe('message rate limit (default 10 a minute, manual clock)', () => {
     a.close();
   });
 
+  it('[SPEC §5, §6] an eager heart tapper (hearts over the limit for seconds on end) gets rate_limited with retry_after_ms and keeps the connection: refused hearts are not abuse (no 1008)', async () => {
+    clock.advance(61_000);
+    const tapper = await t.token('tapper');
+    const sid = await t.sessionId(tapper);
+    const before = (await t.request('GET', '/live-chat/status', { token: tapper })).body.session.total_likes;
+    const a = await t.connect(sid, tapper);
+    const refusals = () => a.events.filter((e) => e.type === 'error');
+    // 50 at once (the burst), then 30 a second for 8 s: 20 of each second's go through, 10 are refused.
+    for (let i = 0; i < 50; i++) a.send({ type: 'like' });
+    await stillOpen(a);
+    expect(refusals()).toEqual([]);
+    for (let second = 1; second <= 8; second++) {
+      clock.advance(1000);
+      for (let i = 0; i < 30; i++) a.send({ type: 'like' });
+      await a.collect('error', (l) => l.length >= second * 10);
+    }
+    expect(refusals()).toHaveLength(80);
+    for (const e of refusals()) {
+      expect(e.code).toBe('rate_limited');
+      expect(e.retry_after_ms).toBeGreaterThan(0);
+    }
+    await stillOpen(a);
+    expect(a.ws.readyState).toBe(a.ws.OPEN);
+    const deadline = Date.now() + 5000;
+    let total = before;
+    while (total !== before + 210 && Date.now() < deadline) {
+      await sleep(50);
+      total = (await t.request('GET', '/live-chat/status', { token: tapper })).body.session.total_likes;
+    }
+    expect(total).toBe(before + 210);
+    a.close();
+  });
+
   it('[SPEC §6] a retry at the limit whose original this node never saw (committed by another node, or gone from its memory) gets the original from the database, over HTTP and WS', async () => {
     clock.advance(61_000);
     const ruth = await t.token('ruth');

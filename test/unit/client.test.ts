@@ -645,6 +645,27 @@ describe('ChatClient: optimistic sending', () => {
 });
 
 describe('ChatClient: likes and tokens', () => {
+  it('sends hearts at most 10 a second after a burst of 20 (under the server limit), and none until a refusal’s retry_after_ms has passed', async () => {
+    const { client, socket, time } = await connected();
+    // An eager tapper: 60 taps at once, then 30 a second.
+    const taps = (n: number) => Array.from({ length: n }, () => client.like()).filter(Boolean).length;
+    expect(taps(60)).toBe(20);
+    await time.advance(1000);
+    expect(taps(30)).toBe(10);
+    await time.advance(500);
+    expect(taps(30)).toBe(5);
+    expect(socket().sentOf('like')).toHaveLength(35);
+    // Another tab used the user's limit: the server refuses one, and says when to go on.
+    await time.advance(10_000);
+    socket().receive({ type: 'error', code: 'rate_limited', message: 'Slow down.', retry_after_ms: 2000 });
+    expect(taps(5)).toBe(0);
+    await time.advance(1999);
+    expect(client.like()).toBe(false);
+    await time.advance(1);
+    expect(client.like()).toBe(true);
+    expect(socket().sentOf('like')).toHaveLength(36);
+  });
+
   it('likes and unlikes a message optimistically; the server count wins', async () => {
     const { client, socket, snap } = await connected([msg(1, { likes: 2 })]);
     expect(client.likeMessage(1)).toBe(true);
