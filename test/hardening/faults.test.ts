@@ -394,6 +394,10 @@ describe.skipIf(!ready)('faults (issue 6)', () => {
       expect(http.status).toBe(503);
       expect(http.body.error).toMatchObject({ code: 'unavailable' });
       expect(http.headers.get('retry-after')).not.toBeNull();
+      // Readiness says so to anyone, without the driver's words (addresses, user names): those go to the log.
+      const ready = await n.request('GET', '/readyz');
+      expect(ready.status).toBe(503);
+      expect(ready.body).toEqual({ status: 'unavailable', checks: { database: 'unreachable' } });
       await sleep(2500);
       const duringOutage = acked.size;
       const startedAt = Date.now();
