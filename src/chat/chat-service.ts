@@ -87,6 +87,12 @@ const REFRESH_RETRY_MS = 2_000;
 const VIEWER_RECONCILE_MS = 30_000;
 /** Viewer rows of a session count as left behind this long after its window ended (nodes' clocks differ a little). */
 const ENDED_VIEWERS_GRACE_MS = 30_000;
+/**
+ * With several nodes, at a window's end: how long a node waits for the others' last commits before it reads what
+ * it has not delivered yet, and how long that read may take, before `chat_closed`.
+ */
+const WINDOW_END_GRACE_MS = 250;
+const WINDOW_END_CATCH_UP_MS = 2_000;
 /** Every 30 s, sessions that ended this long before are looked at (at start, all of them). */
 const ENDED_VIEWERS_LOOKBACK_MS = 24 * 60 * 60_000;
 /** Profiles resolved from a token are reused this long before the users table is touched again. */
@@ -375,6 +381,12 @@ export class ChatService {
       // `chat_closed` (a batch that fails answers its own senders). Meanwhile new writes wait for this refresh
       // (`activeSession`), which closes the session for them.
       await this.#queue.drain().catch(() => undefined);
+      if (this.#deps.bus.shared) {
+        // Other nodes end the window too and commit what they had accepted: their last messages, and those of
+        // ours held behind one of theirs, reach this node's viewers before `chat_closed`.
+        await new Promise((resolve) => setTimeout(resolve, WINDOW_END_GRACE_MS));
+        await this.#sequencer.finish(active.record.id, WINDOW_END_CATCH_UP_MS);
+      }
       this.#active = null;
       const reason = settings.enabled ? 'window_ended' : 'disabled';
       this.hub.closeRoom(

@@ -63,6 +63,31 @@ export class Sequencer {
     });
   }
 
+  /**
+   * Ends a session's stream when its window closes: reads what was committed and not delivered yet (other nodes'
+   * last messages, and the predecessors of messages held here), for at most `timeoutMs`; delivers what is still
+   * held, in id order; then closes. `close` alone drops what is held: a message of this node's held behind
+   * another's would then reach nobody live, its sender included.
+   */
+  async finish(sessionId: number, timeoutMs: number): Promise<void> {
+    const s = this.#streams.get(sessionId);
+    if (!s) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.catchUp(sessionId),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (this.#streams.get(sessionId) !== s) return;
+    for (const { m } of [...s.held.values()].sort((a, b) => a.m.message.id - b.m.message.id)) {
+      if (m.message.id > s.lastId) this.#deliver(sessionId, s, m.message, m.committedAt);
+    }
+    s.held.clear();
+    this.close(sessionId);
+  }
+
   close(sessionId: number): void {
     const s = this.#streams.get(sessionId);
     if (s?.timer) clearTimeout(s.timer);

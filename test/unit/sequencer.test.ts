@@ -175,4 +175,33 @@ describe('Sequencer [DESIGN §4]', () => {
     await seq.catchUp(1);
     expect(delivered).toEqual([]);
   });
+
+  it('finish (a window closes): reads what was not delivered yet, delivers what is still held in id order, then closes; close alone drops what is held', async () => {
+    // 2 was committed on another node and its publish has not come; 3 (ours) is held behind it.
+    const a = setup([1, 2]);
+    a.arrive(1, 0);
+    a.arrive(3, 2);
+    expect(a.delivered).toEqual([1]);
+    // 4 is committed elsewhere and its publish will never come.
+    a.db.push(4);
+    await a.seq.finish(1, 1000);
+    expect(a.delivered).toEqual([1, 2, 3, 4]);
+    a.arrive(5, 4);
+    expect(a.delivered).toEqual([1, 2, 3, 4]);
+
+    // With the database away, what is held is still delivered, within the time allowed.
+    const b = setup([1, 2]);
+    b.arrive(1, 0);
+    b.arrive(3, 2);
+    b.failNextFetch();
+    await b.seq.finish(1, 1000);
+    expect(b.delivered).toEqual([1, 3]);
+
+    const c = setup([1, 2]);
+    c.arrive(1, 0);
+    c.arrive(3, 2);
+    c.seq.close(1);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(c.delivered).toEqual([1]);
+  });
 });
