@@ -602,7 +602,12 @@ class SocketSession {
     this.#frames ??= new TokenBucket(FRAME_BURST, FRAMES_PER_SECOND, this.deps.clock, this.deps.readLagMs);
     const allowed = this.#frames.tryTake();
     if (!allowed.ok) {
-      this.#error('rate_limited', 'Too many frames; slow down.', { retry_after_ms: allowed.retryAfterMs });
+      // A message refused here names its client_msg_id, as one refused later does, so that the client can show
+      // that message as failed (with when to retry) rather than wait for an answer that never comes.
+      this.#error('rate_limited', 'Too many frames; slow down.', {
+        ...(isBinary ? {} : messageIdOfFrame(data)),
+        retry_after_ms: allowed.retryAfterMs,
+      });
       return;
     }
     if (isBinary) {
@@ -742,6 +747,17 @@ class SocketSession {
 function rawLength(data: RawData): number {
   if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0);
   return data instanceof ArrayBuffer ? data.byteLength : data.length;
+}
+
+/** The client_msg_id of a frame that is a `message` (read only for a frame refused unread), if any. */
+function messageIdOfFrame(data: RawData): { client_msg_id?: string } {
+  if (!Buffer.isBuffer(data) || data.equals(LIKE_FRAME)) return {};
+  try {
+    const parsed: unknown = JSON.parse(data.toString());
+    return (parsed as { type?: unknown } | null)?.type === 'message' ? clientMsgIdOf(parsed) : {};
+  } catch {
+    return {};
+  }
 }
 
 function clientMsgIdOf(parsed: unknown): { client_msg_id?: string } {

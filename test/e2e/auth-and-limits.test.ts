@@ -473,6 +473,22 @@ describe('message rate limit (default 10 a minute, manual clock)', () => {
     a.close();
   });
 
+  it('[SPEC §5, §6] a message refused by the per-socket frame budget is answered rate_limited with its client_msg_id, so the client can mark it failed', async () => {
+    clock.advance(61_000);
+    const a = await t.connect(await t.sessionId(await t.token('framer')), await t.token('framer'));
+    // The budget: bursts of 60 frames. 60 pings use it up; the message is the 61st frame.
+    for (let i = 0; i < 60; i++) a.send({ type: 'ping' });
+    a.send({ type: 'message', message: 'one frame too many', client_msg_id: 'framed-1' });
+    const err = await a.next('error');
+    expect(err).toMatchObject({ code: 'rate_limited', client_msg_id: 'framed-1' });
+    expect(err.retry_after_ms).toBeGreaterThan(0);
+    await a.collect('pong', (l) => l.length >= 60);
+    clock.advance(1000);
+    a.send({ type: 'message', message: 'one frame too many', client_msg_id: 'framed-1' });
+    await a.next('new_message', (e) => e.message.client_msg_id === 'framed-1');
+    a.close();
+  });
+
   it('[SPEC §6] a retry at the limit whose original this node never saw (committed by another node, or gone from its memory) gets the original from the database, over HTTP and WS', async () => {
     clock.advance(61_000);
     const ruth = await t.token('ruth');
