@@ -46,6 +46,12 @@ export class Authenticator {
     return actor;
   }
 
+  /** Who made a moderation change, for the log: `admin key`, or the HOST's user id. */
+  byWhom(request: FastifyRequest): string {
+    const actor = this.actorOf(request);
+    return actor.kind === 'admin' ? 'admin key' : actor.user.userId;
+  }
+
   /** The user `check('user')` let in. */
   userOf(request: FastifyRequest): ChatUser {
     const actor = this.actorOf(request);

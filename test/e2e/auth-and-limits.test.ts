@@ -687,6 +687,22 @@ describe('message validation, winners and profiles (dev auth)', () => {
     });
     expect(unknown.status).toBe(404);
     expect(unknown.body.error.code).toBe('not_found');
+
+    // Moderation leaves a record of who did it: winners set, and a message deleted.
+    const sent = await post(t, walt, { message: 'to be moderated' });
+    expect((await t.request('DELETE', `/live-chat/messages/${sent.body.id}`, { token: host })).status).toBe(
+      200,
+    );
+    const records = t.logs
+      .map((l) => JSON.parse(l))
+      .filter((l) => l.msg === 'winners set' || l.msg === 'message deleted')
+      .slice(-3)
+      .map((l) => [l.msg, l.by, l.winners ?? l.message]);
+    expect(records).toEqual([
+      ['winners set', t.userId(host), body.user_ids],
+      ['winners set', 'admin key', []],
+      ['message deleted', t.userId(host), sent.body.id],
+    ]);
   });
 
   it('[SPEC §2, §5] a WINNER badge reaches old and new messages live, and init on reconnect', async () => {

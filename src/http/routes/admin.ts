@@ -39,7 +39,15 @@ export function adminRoutes(app: FastifyInstance, service: ChatService, auth: Au
       },
       onRequest: auth.check('hostOrAdmin'),
     },
-    async (request) => service.setWinners(request.params.session_id, request.body.user_ids),
+    async (request) => {
+      const result = await service.setWinners(request.params.session_id, request.body.user_ids);
+      // Who changed a draw's winners, for the record (HOSTs may do it on any session).
+      request.log.info(
+        { by: auth.byWhom(request), session: result.session_id, winners: result.user_ids },
+        'winners set',
+      );
+      return result;
+    },
   );
 
   r.put(
@@ -62,6 +70,7 @@ export function adminRoutes(app: FastifyInstance, service: ChatService, auth: Au
         username: request.body.username,
         profilePic: request.body.profile_pic,
       });
+      request.log.info({ by: auth.byWhom(request), user: user.id }, 'profile set');
       return { user_id: user.id, username: user.username, profile_pic: user.profilePic };
     },
   );

@@ -149,6 +149,7 @@ export function chatRoutes(app: FastifyInstance, service: ChatService, auth: Aut
     },
     async (request) => {
       await service.deleteMessage(request.params.message_id);
+      request.log.info({ by: auth.byWhom(request), message: request.params.message_id }, 'message deleted');
       return { message_id: request.params.message_id, deleted: true as const };
     },
   );
