@@ -37,6 +37,12 @@ interface ConnState extends HubConnection {
    * next flush skips messages up to this id for this connection.
    */
   skipUpTo?: number;
+  /**
+   * Bytes of send buffer allowed beyond `maxBufferedBytes` until the buffer first drains below that: the size of
+   * `init` (a resume can carry 1,000 messages, more than a slow link sends in one tick), so that a client that is
+   * reading is not cut off for its own resume, to resume again with the same. Cleared once drained.
+   */
+  allowance?: number;
 }
 
 interface Room {
@@ -321,6 +327,8 @@ export class Hub {
     const frames: Frame[] = (Array.isArray(init) ? init : [init]).map((e) => ({
       json: typeof e === 'string' ? e : JSON.stringify(e),
     }));
+    let initLength = 0;
+    for (const f of frames) initLength += f.json.length;
     for (const f of conn.pending) if (needed(f)) frames.push(f);
     // Never filled again once ready (frames then go straight out): one shared empty list, not one per socket.
     conn.pending = NO_FRAMES;
@@ -330,6 +338,7 @@ export class Hub {
     // flush now: in a reconnect storm that would write every socket of the room once per resume.
     if (!room.outbox.every(needed)) conn.skipUpTo = lastMessageId;
     this.#write(conn, frames, undefined);
+    conn.allowance = initLength;
   }
 
   leave(handle: HubConnection): void {
@@ -666,10 +675,13 @@ export class Hub {
   #write(conn: ConnState, frames: Frame[], batchFrame: string | undefined): void {
     const socket = conn.socket;
     if (!socket.isOpen) return;
-    if (socket.bufferedAmount > this.#maxBufferedBytes) {
-      this.#cutOff(conn);
-      return;
-    }
+    const buffered = socket.bufferedAmount;
+    if (buffered > this.#maxBufferedBytes) {
+      if (buffered > this.#maxBufferedBytes + (conn.allowance ?? 0)) {
+        this.#cutOff(conn);
+        return;
+      }
+    } else if (conn.allowance !== undefined) conn.allowance = undefined;
     if (conn.batch) {
       socket.send(batchFrame ?? `[${frames.map((f) => f.json).join(',')}]`);
       return;

@@ -73,6 +73,45 @@ class SlowSocket extends MemorySocket {
 }
 
 describe('Hub', () => {
+  it('a large init (a long resume on a slow link) is not taken for a slow consumer: the send-buffer limit counts from after it, and applies as usual once the buffer has drained below it', async () => {
+    const hub = new Hub({ tickCostFactor: 0, maxBufferedBytes: 1000 });
+    const slow = new MemorySocket();
+    const resume = JSON.stringify({
+      type: 'viewer_count_update',
+      session_id: SESSION,
+      viewer_count: 1,
+      pad: 'x'.repeat(5000),
+    });
+    hub.ready(hub.join({ sessionId: SESSION, userId: 'a', batch: true, socket: slow }), resume, 0);
+    // The link is slow: none of the init has left yet.
+    slow.bufferedAmount = resume.length;
+    hub.publish(SESSION, message(1));
+    await turn();
+    expect(slow.isOpen).toBe(true);
+    expect(ids(slow)).toEqual([1]);
+    slow.bufferedAmount = resume.length + 900;
+    hub.publish(SESSION, message(2));
+    await turn();
+    expect(ids(slow)).toEqual([1, 2]);
+    // Drained below the limit: from now on the limit is the limit.
+    slow.bufferedAmount = 800;
+    hub.publish(SESSION, message(3));
+    await turn();
+    expect(ids(slow)).toEqual([1, 2, 3]);
+    slow.bufferedAmount = 1500;
+    hub.publish(SESSION, message(4));
+    await turn();
+    expect(slow.isOpen).toBe(false);
+    expect(ids(slow)).toEqual([1, 2, 3]);
+    // Past the allowance an init gives, a socket that does not read is cut off as before.
+    const stalled = new MemorySocket();
+    hub.ready(hub.join({ sessionId: SESSION, userId: 'b', batch: true, socket: stalled }), resume, 0);
+    stalled.bufferedAmount = resume.length + 1001;
+    hub.publish(SESSION, message(5));
+    await turn();
+    expect(stalled.isOpen).toBe(false);
+  });
+
   it('a connection that becomes ready while messages are queued gets each message once: init has some, the tick the rest', async () => {
     for (const batch of [false, true]) {
       const hub = new Hub({ tickCostFactor: 0 });
