@@ -75,6 +75,8 @@ export interface ChatServiceDeps {
   createPresence?: (local: LocalViewers, ring: (sessionId: number) => void) => Presence;
   /** See `USER_READ_WINDOW_MS` (tests lengthen it). */
   userReadWindowMs?: number;
+  /** Slack of this node's heart and like limits (default: this process's read lag; tests pin it). */
+  readLagMs?: () => number;
 }
 
 /** Messages of the active session kept in memory: `init`, resume and recent history are served from here. */
@@ -257,6 +259,7 @@ export class ChatService {
           maxConnectionsPerUser: settings.maxConnectionsPerUser,
         },
         clock,
+        deps.readLagMs,
       );
     const local: LocalViewers = {
       sessions: () => this.hub.roomIds(),

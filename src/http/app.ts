@@ -39,6 +39,8 @@ export interface AppDeps {
   redisStatus?: () => 'ok' | 'unreachable';
   /** WebSocket heartbeat period, ms (default 30 s; tests shorten it). */
   heartbeatMs?: number;
+  /** Slack of the per-socket frame and ping budgets (default: this process's read lag; tests pin it). */
+  readLagMs?: () => number;
 }
 
 /** How often Node looks for HTTP requests over their header or request timeout (its default is 30 s). */
@@ -241,6 +243,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     clock: deps.clock,
     log: app.log,
     heartbeatMs: deps.heartbeatMs,
+    readLagMs: deps.readLagMs,
   });
   // Upgrade requests: a chat socket's is taken at once by the fast path (src/http/ws.ts `acceptUpgrade`: it is
   // a WebSocket or refused by `ws` before this returns); any other (a wrong path, a refusal to answer, the

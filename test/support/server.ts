@@ -19,7 +19,7 @@ export interface TestServerOptions {
   /** Use this directory (database, dev signing key) and leave it in place on close; default: a fresh temp dir. */
   dataDir?: string;
   /** Test-only server options: short heartbeat, short JWKS cooldown. */
-  server?: Pick<ServerOptions, 'auth' | 'heartbeatMs' | 'userReadWindowMs'>;
+  server?: Pick<ServerOptions, 'auth' | 'heartbeatMs' | 'userReadWindowMs' | 'readLagMs'>;
 }
 
 export interface TestServer {
