@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { ChatError, type ErrorCode, ErrorCodes } from '../protocol/errors.js';
+import { ErrorBody } from '../protocol/http.js';
 import { isStoreUnavailable, UNAVAILABLE_RETRY_MS } from '../store/errors.js';
 import { AuthError } from './auth/verifier.js';
 
@@ -64,4 +65,15 @@ export function errorHandler(onError: (code: ErrorCode) => void) {
     request.log.error({ err }, 'unhandled error');
     return respond('internal_error');
   };
+}
+
+/**
+ * The error answers a route lists in the OpenAPI document, all in SPEC §4's shape. Every route may answer 503
+ * (`not_ready` while the node drains; `unavailable` while the database or the signing keys are away;
+ * `chat_disabled` on writes); the rest are the route's own, listed by status.
+ */
+export function errorResponses(...statuses: number[]): Record<number, typeof ErrorBody> {
+  const out: Record<number, typeof ErrorBody> = {};
+  for (const s of [...statuses, 503].sort((a, b) => a - b)) out[s] = ErrorBody;
+  return out;
 }

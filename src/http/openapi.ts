@@ -5,8 +5,13 @@ import { MAX_RESUME_MESSAGES } from '../protocol/messages.js';
 const closeCodeDocs: Record<keyof typeof CloseCode, string> = {
   GOING_AWAY: 'server shutting down; reconnect with `since`',
   INVALID_PAYLOAD: 'a text frame that is not valid UTF-8',
-  POLICY: 'the handshake Origin is not allowed (`CORS_ORIGINS`)',
+  POLICY:
+    'the handshake Origin is not allowed (`CORS_ORIGINS`, reason `origin not allowed`); or an abusive client: ' +
+    '`ping flood`, `too many refused frames`, `too many frames before init`, or a message in more than 64 fragments',
   TOO_LARGE: 'a frame larger than `LIVE_CHAT_MAX_FRAME_BYTES`',
+  INTERNAL_ERROR:
+    'the handshake failed on the server (`internal error`, e.g. the database away) or the signing keys cannot be ' +
+    'fetched (`signing keys unavailable`); retry later with the same token',
   UNAUTHORIZED:
     'missing, invalid or expired token (also when it expires on an open socket without an `auth` refresh)',
   FORBIDDEN: 'forbidden',

@@ -390,7 +390,7 @@ class SocketSession {
     void this.#open()
       .catch((err) => {
         this.deps.log.error({ err, conn: this.id }, 'websocket open failed');
-        this.#refuse(1011, 'internal error');
+        this.#refuse(CloseCode.INTERNAL_ERROR, 'internal error');
       })
       .finally(() => this.#uncork());
   }
@@ -444,7 +444,8 @@ class SocketSession {
         return this.#refuse(CloseCode.UNAUTHORIZED, 'invalid or expired token');
       }
       // The signing keys cannot be fetched: not the token's fault, so not 4401 (a client would drop a good token).
-      if (err instanceof AuthUnavailableError) return this.#refuse(1011, 'signing keys unavailable');
+      if (err instanceof AuthUnavailableError)
+        return this.#refuse(CloseCode.INTERNAL_ERROR, 'signing keys unavailable');
       throw err;
     }
     if (this.#closed) return;

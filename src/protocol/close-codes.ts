@@ -4,10 +4,12 @@ export const CloseCode = {
   GOING_AWAY: 1001,
   /** Text frame that is not valid UTF-8 (set by the WebSocket library). */
   INVALID_PAYLOAD: 1007,
-  /** Policy violation: the handshake's Origin is not allowed. */
+  /** Policy violation: the handshake's Origin is not allowed, or an abusive client (floods, refusals). */
   POLICY: 1008,
   /** A frame or message larger than `LIVE_CHAT_MAX_FRAME_BYTES`. */
   TOO_LARGE: 1009,
+  /** The handshake failed on the server (the database away), or the signing keys cannot be fetched; retry later. */
+  INTERNAL_ERROR: 1011,
   /** Token missing, malformed, invalid or expired (also when it expires on an open socket). */
   UNAUTHORIZED: 4401,
   /** Authenticated but not allowed. */

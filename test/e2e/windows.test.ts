@@ -267,6 +267,24 @@ describe('operations endpoints', () => {
       }
       expect(spec.body.info.description).toContain('new_message');
       expect(spec.body.info.description).toContain('4409');
+      expect(spec.body.info.description).toContain('1011');
+      // Each operation lists the statuses it can answer, and none it cannot.
+      const statuses = (path: string, method: string) =>
+        Object.keys(spec.body.paths[path][method].responses).map(Number);
+      expect(statuses('/live-chat/status', 'get')).toEqual([200, 401, 403, 503]);
+      expect(statuses('/live-chat/messages', 'get')).toEqual([200, 400, 401, 403, 404, 503]);
+      expect(statuses('/live-chat/messages', 'post')).toEqual([201, 400, 401, 409, 413, 415, 429, 503]);
+      expect(statuses('/live-chat/like', 'post')).toEqual([200, 400, 401, 404, 409, 413, 415, 429, 503]);
+      expect(statuses('/live-chat/like-message/{message_id}', 'post')).toEqual([
+        200, 400, 401, 404, 409, 414, 429, 503,
+      ]);
+      expect(statuses('/live-chat/messages/{message_id}', 'delete')).toEqual([
+        200, 400, 401, 403, 404, 414, 503,
+      ]);
+      expect(statuses('/live-chat/sessions/{session_id}/winners', 'post')).toEqual([
+        200, 400, 401, 403, 404, 413, 414, 415, 503,
+      ]);
+      expect(statuses('/live-chat/users/{user_id}', 'put')).toEqual([200, 400, 401, 403, 413, 414, 415, 503]);
       const page = await t.request('GET', '/');
       expect(page.status).toBe(200);
       expect(page.body).toContain('/docs');

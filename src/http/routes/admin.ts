@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ChatService } from '../../chat/chat-service.js';
 import {
-  ErrorBody,
   SessionIdParams,
   UserIdParams,
   UserProfileBody,
@@ -11,6 +10,7 @@ import {
   WinnersResponse,
 } from '../../protocol/http.js';
 import type { Authenticator } from '../authenticate.js';
+import { errorResponses } from '../errors.js';
 
 /** Endpoints for HOSTs and the draw backend. */
 export function adminRoutes(app: FastifyInstance, service: ChatService, auth: Authenticator) {
@@ -28,14 +28,7 @@ export function adminRoutes(app: FastifyInstance, service: ChatService, auth: Au
         security: [{ bearerAuth: [] }, { adminKey: [] }],
         params: SessionIdParams,
         body: WinnersBody,
-        response: {
-          200: WinnersResponse,
-          400: ErrorBody,
-          401: ErrorBody,
-          403: ErrorBody,
-          404: ErrorBody,
-          503: ErrorBody,
-        },
+        response: { 200: WinnersResponse, ...errorResponses(400, 401, 403, 404, 413, 414, 415) },
       },
       onRequest: auth.check('hostOrAdmin'),
     },
@@ -61,7 +54,7 @@ export function adminRoutes(app: FastifyInstance, service: ChatService, auth: Au
         security: [{ adminKey: [] }],
         params: UserIdParams,
         body: UserProfileBody,
-        response: { 200: UserResponse, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 503: ErrorBody },
+        response: { 200: UserResponse, ...errorResponses(400, 401, 403, 413, 414, 415) },
       },
       onRequest: auth.check('admin'),
     },

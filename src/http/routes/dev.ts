@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Clock } from '../../domain/clock.js';
-import { DevTokenBody, DevTokenResponse, ErrorBody } from '../../protocol/http.js';
+import { DevTokenBody, DevTokenResponse } from '../../protocol/http.js';
 import { type DevKeys, mintDevToken } from '../auth/dev-auth.js';
+import { errorResponses } from '../errors.js';
 
 /** Dev auth mode only (never registered in production): mint tokens and publish the signing key. */
 /** `hostRole`: `AUTH_HOST_ROLE`; a dev token asking for `host` carries it too, so "Join as host" makes a HOST. */
@@ -19,7 +20,7 @@ export function devRoutes(app: FastifyInstance, keys: DevKeys, clock: Clock, hos
           'Valid for 24 hours. The same username always maps to the same user id. `roles: ["host"]` makes a HOST ' +
           '(the token then also carries `AUTH_HOST_ROLE` when that is another role).',
         body: DevTokenBody,
-        response: { 200: DevTokenResponse, 400: ErrorBody },
+        response: { 200: DevTokenResponse, ...errorResponses(400, 413, 415) },
       },
     },
     async (request) => {
