@@ -1,6 +1,7 @@
 import 'dotenv/config';
 import { loadSettings, SettingsError } from './config/settings.js';
 import { createLogger, createServer } from './server.js';
+import { errorLine } from './store/errors.js';
 
 /** `npm start`: one draw-chat node. */
 async function main(): Promise<void> {
@@ -48,6 +49,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  process.stderr.write(`draw-chat: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`draw-chat: failed to start: ${errorLine(err)}\n`);
   process.exit(1);
 });

@@ -2,6 +2,7 @@
 import 'dotenv/config';
 import { loadSettings, SettingsError } from '../config/settings.js';
 import { openDatabase } from '../store/database.js';
+import { errorLine } from '../store/errors.js';
 import { migrateToLatest } from '../store/migrations/index.js';
 
 async function main(): Promise<number> {
@@ -15,16 +16,20 @@ async function main(): Promise<number> {
     }
     throw err;
   }
-  const { db, dialect } = openDatabase(databaseUrl);
+  let opened: ReturnType<typeof openDatabase> | undefined;
   try {
-    const { applied, total } = await migrateToLatest(db, dialect);
-    process.stdout.write(`migrations: up to date (${applied.length} applied, ${total} total; ${dialect})\n`);
+    // Opening can fail too (no path, not a database, no permission): one line, as for a failed migration.
+    opened = openDatabase(databaseUrl);
+    const { applied, total } = await migrateToLatest(opened.db, opened.dialect);
+    process.stdout.write(
+      `migrations: up to date (${applied.length} applied, ${total} total; ${opened.dialect})\n`,
+    );
     return 0;
   } catch (err) {
-    process.stderr.write(`migrations failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`migrations failed: ${errorLine(err)}\n`);
     return 1;
   } finally {
-    await db.destroy();
+    await opened?.db.destroy();
   }
 }
 

@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+import { dirname } from 'node:path';
 import { z } from 'zod';
 import { validateCronExpression } from '../domain/schedule.js';
 
@@ -292,19 +294,21 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     }
   }
   for (const ip of e.TRUST_PROXY) {
-    if (!/^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(ip)) {
+    // An address (IPv4 or IPv6) or a range: what the proxy-address check of the HTTP server accepts.
+    const [address = '', prefix, extra] = ip.split('/');
+    const family = isIP(address);
+    const bits = family === 4 ? 32 : 128;
+    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= bits);
+    if (family === 0 || !prefixOk || extra !== undefined) {
       throw new SettingsError(
         `Invalid setting TRUST_PROXY (got ${JSON.stringify(ip)}): must be IP addresses or CIDR ranges`,
       );
     }
   }
 
-  const sqlitePath = e.DATABASE_URL.startsWith('sqlite:')
-    ? e.DATABASE_URL.slice('sqlite:'.length)
-    : undefined;
-  const dataDir =
-    e.DATA_DIR ??
-    (sqlitePath && sqlitePath !== ':memory:' ? sqlitePath.replace(/[/\\][^/\\]*$/, '') || '.' : './data');
+  // Beside the SQLite file, read as the store reads the URL (`sqlite:chat.db` is the working directory's).
+  const sqlitePath = sqlitePathOf(e.DATABASE_URL);
+  const dataDir = e.DATA_DIR ?? (sqlitePath && sqlitePath !== ':memory:' ? dirname(sqlitePath) : './data');
 
   return Object.freeze({
     enabled: e.LIVE_CHAT_ENABLED,
@@ -338,4 +342,13 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     devAuth,
     dataDir,
   });
+}
+
+/** The file path of a `sqlite:` URL (`:memory:` stays as is), or undefined for other URLs. */
+export function sqlitePathOf(url: string): string | undefined {
+  if (!url.startsWith('sqlite:')) return undefined;
+  let path = url.slice('sqlite:'.length);
+  // Also accept the URL-ish form sqlite:///abs/path or sqlite://rel/path.
+  if (path.startsWith('//')) path = path.slice(2);
+  return path;
 }

@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
+import { sqlitePathOf } from '../config/settings.js';
 import type { Database, Dialect } from './schema.js';
 
 const INT8_OID = 20;
@@ -46,14 +47,7 @@ export interface OpenDatabase {
   dialect: Dialect;
 }
 
-/** The file path of a `sqlite:` URL (`:memory:` stays as is), or undefined for other URLs. */
-export function sqlitePathOf(url: string): string | undefined {
-  if (!url.startsWith('sqlite:')) return undefined;
-  let path = url.slice('sqlite:'.length);
-  // Also accept the URL-ish form sqlite:///abs/path or sqlite://rel/path.
-  if (path.startsWith('//')) path = path.slice(2);
-  return path;
-}
+export { sqlitePathOf } from '../config/settings.js';
 
 /**
  * Opens `sqlite:<path>` (relative or absolute; the parent directory is created; `sqlite::memory:` for a

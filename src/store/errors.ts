@@ -90,3 +90,17 @@ const UNREACHED: ErrorClass = {
 export function isStoreUnreached(err: unknown): boolean {
   return isOfClass(err, UNREACHED);
 }
+
+/**
+ * An error as one line: its message, else (Node reports a refused connect to every address of `localhost` as an
+ * AggregateError without one) its parts' messages, else its code.
+ */
+export function errorLine(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  if (err.message) return err.message;
+  if (err instanceof AggregateError && err.errors.length > 0) {
+    return [...new Set(err.errors.map((e: unknown) => errorLine(e)))].join('; ');
+  }
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? code : err.name;
+}

@@ -1,6 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createChatStore } from '../../src/store/kysely-store.js';
 import { runScript } from '../support/process.js';
@@ -93,6 +94,31 @@ describe('the draw-chat process', () => {
       const p = runScript('src/cli/migrate.ts', { DATABASE_URL: `sqlite:${dir}/m.db` });
       expect((await p.exited).code).toBe(0);
       expect(p.stdout.join('')).toMatch(/migrations: /);
+    }
+  });
+
+  it('[SPEC §7] npm run migrate that cannot open the database (no path, not a database, newer migrations) says why in one line', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'not-a-db.db'), 'this is text, not SQLite\n'.repeat(100));
+    const newer = join(dir, 'newer.db');
+    const migrated = runScript('src/cli/migrate.ts', { DATABASE_URL: `sqlite:${newer}` });
+    expect((await migrated.exited).code).toBe(0);
+    const sqlite = new Database(newer);
+    sqlite
+      .prepare("INSERT INTO kysely_migration (name, timestamp) VALUES ('9999_from_the_future', '2100-01-01')")
+      .run();
+    sqlite.close();
+    for (const [url, why] of [
+      ['sqlite://', /needs a file path/],
+      [`sqlite:${join(dir, 'not-a-db.db')}`, /not a database/],
+      [`sqlite:${newer}`, /migrated by a newer draw-chat \(migration 9999_from_the_future/],
+    ] as const) {
+      const p = runScript('src/cli/migrate.ts', { DATABASE_URL: url });
+      expect((await p.exited).code, url).toBe(1);
+      const err = p.stderr.join('');
+      expect(err, url).toMatch(/^migrations failed: /);
+      expect(err, url).toMatch(why);
+      expect(err.trimEnd().split('\n'), url).toHaveLength(1);
     }
   });
 });

@@ -49,6 +49,19 @@ describe('defaults', () => {
     expect(Object.isFrozen(s)).toBe(true);
   });
 
+  it('the data directory (dev signing key) is the SQLite file’s directory, as the store reads the URL', () => {
+    const dirOf = (url: string) => loadSettings({ DATABASE_URL: url }).dataDir;
+    expect(dirOf('sqlite:./data/live-chat.db')).toBe('./data');
+    expect(dirOf('sqlite:chat.db')).toBe('.');
+    expect(dirOf('sqlite:rel/x.db')).toBe('rel');
+    expect(dirOf('sqlite://rel/x.db')).toBe('rel');
+    expect(dirOf('sqlite:///srv/chat/x.db')).toBe('/srv/chat');
+    expect(dirOf('sqlite:/x.db')).toBe('/');
+    expect(dirOf('sqlite::memory:')).toBe('./data');
+    expect(dirOf('postgres://u@h/db')).toBe('./data');
+    expect(loadSettings({ DATABASE_URL: 'sqlite:chat.db', DATA_DIR: '/keys' }).dataDir).toBe('/keys');
+  });
+
   it('[SPEC §7] SETTINGS_DOC states the SPEC defaults', () => {
     const doc = Object.fromEntries(SETTINGS_DOC.map(([name, def]) => [name, def]));
     expect(doc).toMatchObject({
@@ -218,6 +231,10 @@ describe('invalid settings stop start-up with one line naming the setting', () =
     ['LIVE_CHAT_MAX_CONNECTIONS_PER_USER', { LIVE_CHAT_MAX_CONNECTIONS_PER_USER: '0' }],
     ['LIVE_CHAT_MAX_FRAME_BYTES', { LIVE_CHAT_MAX_FRAME_BYTES: '10' }],
     ['TRUST_PROXY', { TRUST_PROXY: 'lb.internal' }],
+    ['TRUST_PROXY', { TRUST_PROXY: '999.1.1.1' }],
+    ['TRUST_PROXY', { TRUST_PROXY: '10.0.0.0/40' }],
+    ['TRUST_PROXY', { TRUST_PROXY: '::1/129' }],
+    ['TRUST_PROXY', { TRUST_PROXY: '10.0.0.1/8/8' }],
     ['CORS_ORIGINS', { CORS_ORIGINS: 'https://a.com/path' }],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }],
     ['LIVE_CHAT_ENABLED', { LIVE_CHAT_ENABLED: 'maybe' }],
@@ -231,6 +248,12 @@ describe('invalid settings stop start-up with one line naming the setting', () =
       expect(message).not.toMatch(/[\r\n]/);
     });
   }
+
+  it('[SPEC §7] TRUST_PROXY takes IPv4 and IPv6 addresses and ranges', () => {
+    expect(
+      loadSettings({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1,::1,fd00::/8,192.168.1.7/32' }).trustProxy,
+    ).toEqual(['10.0.0.0/8', '127.0.0.1', '::1', 'fd00::/8', '192.168.1.7/32']);
+  });
 
   it('[SPEC §3] an invalid DRAW_SCHEDULE says what it got and why', () => {
     expect(refusal({ DRAW_SCHEDULE: 'bad' }).message).toBe(

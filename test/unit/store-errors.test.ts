@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isStoreUnavailable, isStoreUnreached } from '../../src/store/errors.js';
+import { errorLine, isStoreUnavailable, isStoreUnreached } from '../../src/store/errors.js';
 
 const coded = (code: string, message = 'x') => Object.assign(new Error(message), { code });
 
@@ -66,5 +66,19 @@ describe('store failures: away (retryable) and never reached (nothing committed)
     expect(isStoreUnavailable(oneReset)).toBe(true);
     expect(isStoreUnreached(oneReset)).toBe(false);
     expect(isStoreUnreached(new AggregateError([], 'empty'))).toBe(false);
+  });
+
+  it('errorLine: the message, else the parts of an AggregateError (a refused connect to localhost has no message of its own), else the code', () => {
+    expect(errorLine(new Error('boom'))).toBe('boom');
+    const refused = new AggregateError(
+      [
+        coded('ECONNREFUSED', 'connect ECONNREFUSED ::1:5432'),
+        coded('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:5432'),
+      ],
+      '',
+    );
+    expect(errorLine(refused)).toBe('connect ECONNREFUSED ::1:5432; connect ECONNREFUSED 127.0.0.1:5432');
+    expect(errorLine(coded('ECONNRESET', ''))).toBe('ECONNRESET');
+    expect(errorLine('plain')).toBe('plain');
   });
 });

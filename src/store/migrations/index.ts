@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, type MigrationProvider, Migrator } from 'kysely';
+import { errorLine } from '../errors.js';
 import type { Dialect } from '../schema.js';
 import { initialMigration } from './0001_initial.js';
 
@@ -26,7 +27,11 @@ export async function migrateToLatest<DB>(db: Kysely<DB>, dialect: Dialect): Pro
   const { error, results } = await migrator.migrateToLatest();
   if (error !== undefined) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName;
-    const reason = error instanceof Error ? error.message : String(error);
+    let reason = errorLine(error);
+    // Kysely's words for a database whose history holds a migration this build does not know.
+    const unknown = /previously executed migration (\S+) is missing/.exec(reason);
+    if (unknown)
+      reason = `the database was migrated by a newer draw-chat (migration ${unknown[1]} is not in this build); run that version or a newer one`;
     throw new Error(
       failed ? `migration ${failed} failed: ${reason}` : `migrations could not run: ${reason}`,
       { cause: error },
