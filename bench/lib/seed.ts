@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { sqlitePathOf } from '../../src/store/database.js';
+import { sqlitePathOf } from '../../src/config/settings.js';
 import { createChatStore } from '../../src/store/kysely-store.js';
 import { benchWindow } from './targets.js';
 

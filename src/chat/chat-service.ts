@@ -180,7 +180,7 @@ export class ChatService {
   readonly #presence: Presence;
   readonly #sequencer: Sequencer;
   /** userId → the user as resolved from these claims, until `until` (one entry per connected user). */
-  readonly #users = new Map<string, { user: ChatUser; identity: IdentityInput; until: number }>();
+  readonly #users = new Map<string, { user: ResolvedUser; until: number }>();
   /** Profile changes seen (`#profileChanged`), and the count at each user's latest, oldest first. */
   #profileEdits = 0;
   readonly #editedAt = new Map<string, number>();
@@ -651,7 +651,7 @@ export class ChatService {
   async resolveUser(identity: IdentityInput): Promise<ChatUser> {
     const now = this.#deps.clock.now();
     const cached = this.#users.get(identity.userId);
-    if (cached && sameClaims(cached.identity, identity)) {
+    if (cached && sameClaims(cached.user.identity, identity)) {
       if (cached.until > now) return cached.user;
       if (cached.until + USER_STALE_MS > now) {
         this.#refreshLater(identity.userId);
@@ -663,9 +663,14 @@ export class ChatService {
       const edits = this.#profileEdits;
       const preview = await this.#previewUser(claims);
       // A profile change that landed while this read was out may not be in it: read again (twice at most).
-      if ((this.#editedAt.get(identity.userId) ?? -1) <= edits || attempt === 3)
+      if (!this.#editedSince(identity.userId, edits) || attempt === 3)
         return this.#rememberUser(identity, claims, preview, now, edits);
     }
+  }
+
+  /** The draw backend changed this user's profile after `edits` changes had been seen (see `#profileChanged`). */
+  #editedSince(userId: string, edits: number): boolean {
+    return (this.#editedAt.get(userId) ?? -1) > edits;
   }
 
   /** Forgets what this node cached of a user's profile: the draw backend changed it (here or on another node). */
@@ -698,7 +703,7 @@ export class ChatService {
     if (preview.write) this.#queue.user(claims);
     // `edits`: the changes seen before the read (a change that landed during it makes sendMessage read again).
     const user = chatUser(preview.user, identity, edits);
-    this.#users.set(identity.userId, { user, identity, until: now + USER_CACHE_MS });
+    this.#users.set(identity.userId, { user, until: now + USER_CACHE_MS });
     return user;
   }
 
@@ -730,7 +735,7 @@ export class ChatService {
     let failure: unknown;
     await Promise.all(
       entries.map(async (entry) => {
-        const claims = claimsOf(entry.identity, now);
+        const claims = claimsOf(entry.user.identity, now);
         let preview: UserPreview;
         try {
           preview = await this.#previewUser(claims);
@@ -740,8 +745,8 @@ export class ChatService {
           return;
         }
         // Replaced or dropped meanwhile (new claims, a profile change): that one is newer.
-        if (this.#users.get(entry.identity.userId) === entry)
-          this.#rememberUser(entry.identity, claims, preview, now, edits);
+        if (this.#users.get(entry.user.userId) === entry)
+          this.#rememberUser(entry.user.identity, claims, preview, now, edits);
       }),
     );
     if (failure !== undefined) {
@@ -793,10 +798,11 @@ export class ChatService {
   async setUserProfile(userId: string, profile: { username?: string; profilePic?: string | null }) {
     this.#requireEnabled();
     const record = await this.#deps.store.setUserProfile(userId, profile, this.#deps.clock.now());
-    this.#profileChanged(userId);
-    // Other nodes forget theirs too: their sockets' next messages carry the new profile (see ChatUser.identity).
+    // Every node forgets its copy (the bus delivers to this one too): their sockets' next messages carry the new
+    // profile (see ChatUser.identity). Between windows no socket is open, and this node's copy is what matters.
     const active = this.#active;
     if (active) this.#deps.bus.publish([{ kind: 'profile', sessionId: active.record.id, userId }]);
+    else this.#profileChanged(userId);
     return record;
   }
 
@@ -815,7 +821,7 @@ export class ChatService {
   ): Promise<{ message: ChatMessage; duplicate: boolean; toRoom: boolean }> {
     const session = await this.requireActive(input.sessionId);
     // The profile as it is now, not as it was when a socket opened hours ago (a Map lookup unless it changed).
-    if (user.identity && (this.#editedAt.get(user.userId) ?? -1) > (user.edits ?? -1))
+    if (user.identity && this.#editedSince(user.userId, user.edits ?? -1))
       user = await this.resolveUser(user.identity);
     const text = normalizeMessageText(input.message, this.#deps.settings.maxMessageLength);
     const sessionId = session.record.id;
@@ -1310,7 +1316,10 @@ function claimsOf(identity: IdentityInput, at: number): UserClaimsInput {
   };
 }
 
-function chatUser(record: UserRecord, identity: IdentityInput, edits: number): ChatUser {
+/** A user as this node resolved it: with the claims and the count of profile changes it was resolved from. */
+type ResolvedUser = ChatUser & Required<Pick<ChatUser, 'identity' | 'edits'>>;
+
+function chatUser(record: UserRecord, identity: IdentityInput, edits: number): ResolvedUser {
   return {
     userId: record.id,
     username: record.username,

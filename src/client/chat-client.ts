@@ -1,3 +1,4 @@
+import { TokenBucket } from '../domain/rate-limit.js';
 import {
   type ChatMessage,
   type ClientCommand,
@@ -42,10 +43,10 @@ const LIKE_REFUSAL_WINDOW_MS = 5_000;
 const LIKE_RECHECK_DELAY_MS = 500;
 /**
  * Hearts a client sends: bursts of this many, then this many a second; taps beyond are not sent. Under the
- * server's limit per user (bursts of 50, then 20 a second), so that one eager tapper is not refused.
+ * server's limit per user (src/realtime/limits.ts), so that one eager tapper is not refused.
  */
-const HEART_BURST = 20;
-const HEARTS_PER_SECOND = 10;
+const CLIENT_HEART_BURST = 20;
+const CLIENT_HEARTS_PER_SECOND = 10;
 /** Errors about joining, cleared by the next `init`. */
 const JOIN_ERRORS: ReadonlySet<string> = new Set([
   'forbidden',
@@ -96,9 +97,8 @@ export class ChatClient {
   readonly #setTimeout: (fn: () => void, ms: number) => unknown;
   readonly #clearTimeout: (handle: unknown) => void;
   readonly #now: () => number;
-  /** The heart throttle (see `like`): tokens, when they were counted, and no heart before this instant. */
-  #heartTokens = HEART_BURST;
-  #heartTokensAt = Number.NEGATIVE_INFINITY;
+  /** The heart throttle (see `like`), and no heart before this instant. */
+  readonly #hearts: TokenBucket;
   #heartsPausedUntil = Number.NEGATIVE_INFINITY;
 
   #snap: ChatSnapshot = EMPTY;
@@ -155,6 +155,7 @@ export class ChatClient {
       options.clearTimeout ??
       ((handle) => globalThis.clearTimeout(handle as Parameters<typeof globalThis.clearTimeout>[0]));
     this.#now = options.now ?? Date.now;
+    this.#hearts = new TokenBucket(CLIENT_HEART_BURST, CLIENT_HEARTS_PER_SECOND, { now: () => this.#now() });
   }
 
   // ------------------------------------------------------------------ reading
@@ -281,21 +282,12 @@ export class ChatClient {
 
   /**
    * One heart for the session. Returns false when not connected, or when the tap is not sent: hearts go out at
-   * most `HEARTS_PER_SECOND` a second (bursts of `HEART_BURST`), under the server's own limit, and none until the
-   * `retry_after_ms` of a refusal has passed (several tabs of one user share the server's limit).
+   * most `CLIENT_HEARTS_PER_SECOND` a second (bursts of `CLIENT_HEART_BURST`), under the server's own limit, and
+   * none until the `retry_after_ms` of a refusal has passed (several tabs of one user share the server's limit).
    */
   like(): boolean {
-    const now = this.#now();
-    if (now < this.#heartsPausedUntil) return false;
-    this.#heartTokens = Math.min(
-      HEART_BURST,
-      this.#heartTokens + ((now - this.#heartTokensAt) / 1000) * HEARTS_PER_SECOND,
-    );
-    this.#heartTokensAt = now;
-    if (this.#heartTokens < 1) return false;
-    if (!this.#command({ type: 'like' })) return false;
-    this.#heartTokens -= 1;
-    return true;
+    if (this.#now() < this.#heartsPausedUntil || !this.#canSend()) return false;
+    return this.#hearts.tryTake().ok && this.#command({ type: 'like' });
   }
 
   /** Likes a message (optimistic; the server's count follows). Returns false when not connected or liked. */
@@ -883,12 +875,14 @@ export class ChatClient {
 
   // ------------------------------------------------------------------ outgoing
 
-  #command(command: ClientCommand): boolean {
-    const ws = this.#ws;
+  #canSend(): boolean {
     // Inside an update (e.g. resending after `init`) the draft holds the state that is about to be published.
-    const state = (this.#draft ?? this.#snap).state;
-    if (!ws || ws.readyState !== WS_OPEN || state !== 'open') return false;
-    ws.send(JSON.stringify(command));
+    return this.#ws?.readyState === WS_OPEN && (this.#draft ?? this.#snap).state === 'open';
+  }
+
+  #command(command: ClientCommand): boolean {
+    if (!this.#canSend()) return false;
+    this.#ws!.send(JSON.stringify(command));
     return true;
   }
 

@@ -128,3 +128,14 @@ export class Deadlines<T extends WithDeadline> {
     item.deadlineSlot = i;
   }
 }
+
+/** `p`, or a rejection once `ms` have passed without it settling. */
+export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

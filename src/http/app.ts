@@ -9,6 +9,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fast
 import type { ChatService } from '../chat/chat-service.js';
 import type { Settings } from '../config/settings.js';
 import type { Clock } from '../domain/clock.js';
+import { everyMs } from '../observability/every.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import { PROTOCOL_VERSION } from '../protocol/messages.js';
@@ -217,14 +218,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     pendingUpgrades.delete(request.socket);
   });
 
-  let keysWarnedAt = Number.NEGATIVE_INFINITY;
+  const keysWarning = everyMs(10_000);
   const auth = new Authenticator(deps.verifier, service, settings.adminApiKey, (result, reason) => {
     metrics.tokenVerifications.inc({ result });
     if (result === 'unavailable') {
       // Every request says it during a JWKS outage: one line per 10 s.
-      if (performance.now() - keysWarnedAt < 10_000) return;
-      keysWarnedAt = performance.now();
-      app.log.warn({ reason }, 'tokens not checked: signing keys unavailable');
+      if (keysWarning()) app.log.warn({ reason }, 'tokens not checked: signing keys unavailable');
       return;
     }
     // Why a token was refused, never the token itself: the first thing to look at when users get 401/4401.

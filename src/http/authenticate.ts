@@ -67,7 +67,7 @@ export class Authenticator {
       return { user: await this.service.resolveUser(identity), expiresAt: identity.expiresAt };
     } catch (err) {
       if (err instanceof AuthUnavailableError) this.onVerify('unavailable', err.reason);
-      if (err instanceof AuthError) {
+      else if (err instanceof AuthError) {
         this.onVerify('rejected', err.reason);
         throw new ChatError('unauthorized', 'The token is missing, invalid or expired.');
       }

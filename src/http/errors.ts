@@ -74,6 +74,7 @@ export function errorHandler(onError: (code: ErrorCode) => void) {
  */
 export function errorResponses(...statuses: number[]): Record<number, typeof ErrorBody> {
   const out: Record<number, typeof ErrorBody> = {};
-  for (const s of [...statuses, 503].sort((a, b) => a - b)) out[s] = ErrorBody;
+  // Integer keys list in ascending order whatever the order they were set in.
+  for (const s of [...statuses, 503]) out[s] = ErrorBody;
   return out;
 }

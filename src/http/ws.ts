@@ -24,7 +24,6 @@ import type { HubConnection } from '../realtime/hub.js';
 import type { ConnectionSlot } from '../realtime/limits.js';
 import { processReadLagMs } from '../realtime/read-lag.js';
 import { isStoreUnavailable, UNAVAILABLE_RETRY_MS } from '../store/errors.js';
-import { AuthUnavailableError } from './auth/verifier.js';
 import type { Authenticator } from './authenticate.js';
 import { sendError } from './errors.js';
 import { WsHubSocket } from './ws-socket.js';
@@ -443,8 +442,9 @@ class SocketSession {
       if (err instanceof ChatError && err.code === 'unauthorized') {
         return this.#refuse(CloseCode.UNAUTHORIZED, 'invalid or expired token');
       }
-      // The signing keys cannot be fetched: not the token's fault, so not 4401 (a client would drop a good token).
-      if (err instanceof AuthUnavailableError)
+      // Our failure, not the token's (the signing keys cannot be fetched): not 4401, or a client would drop a
+      // good token.
+      if (err instanceof ChatError && err.code === 'unavailable')
         return this.#refuse(CloseCode.INTERNAL_ERROR, 'signing keys unavailable');
       throw err;
     }
@@ -752,7 +752,8 @@ function rawLength(data: RawData): number {
 
 /** The client_msg_id of a frame that is a `message` (read only for a frame refused unread), if any. */
 function messageIdOfFrame(data: RawData): { client_msg_id?: string } {
-  if (!Buffer.isBuffer(data) || data.equals(LIKE_FRAME)) return {};
+  // A flood of hearts or pings costs no parse: only a frame that names a client_msg_id is read.
+  if (!Buffer.isBuffer(data) || !data.includes('"client_msg_id"')) return {};
   try {
     const parsed: unknown = JSON.parse(data.toString());
     return (parsed as { type?: unknown } | null)?.type === 'message' ? clientMsgIdOf(parsed) : {};

@@ -324,11 +324,12 @@ export class Hub {
     if (!room?.conns.has(conn)) return;
     const needed = notIn(lastMessageId);
     // Events, or their JSON text already made (`init`, see src/chat/wire.ts).
-    const frames: Frame[] = (Array.isArray(init) ? init : [init]).map((e) => ({
-      json: typeof e === 'string' ? e : JSON.stringify(e),
-    }));
     let initLength = 0;
-    for (const f of frames) initLength += f.json.length;
+    const frames: Frame[] = (Array.isArray(init) ? init : [init]).map((e) => {
+      const json = typeof e === 'string' ? e : JSON.stringify(e);
+      initLength += json.length;
+      return { json };
+    });
     for (const f of conn.pending) if (needed(f)) frames.push(f);
     // Never filled again once ready (frames then go straight out): one shared empty list, not one per socket.
     conn.pending = NO_FRAMES;
@@ -676,12 +677,11 @@ export class Hub {
     const socket = conn.socket;
     if (!socket.isOpen) return;
     const buffered = socket.bufferedAmount;
-    if (buffered > this.#maxBufferedBytes) {
-      if (buffered > this.#maxBufferedBytes + (conn.allowance ?? 0)) {
-        this.#cutOff(conn);
-        return;
-      }
-    } else if (conn.allowance !== undefined) conn.allowance = undefined;
+    if (buffered > this.#maxBufferedBytes + (conn.allowance ?? 0)) {
+      this.#cutOff(conn);
+      return;
+    }
+    if (buffered <= this.#maxBufferedBytes) conn.allowance = undefined;
     if (conn.batch) {
       socket.send(batchFrame ?? `[${frames.map((f) => f.json).join(',')}]`);
       return;

@@ -1,3 +1,4 @@
+import { withTimeout } from '../domain/deadlines.js';
 import type { StoredMessage } from '../store/types.js';
 
 export interface SequencedMessage {
@@ -72,14 +73,7 @@ export class Sequencer {
   async finish(sessionId: number, timeoutMs: number): Promise<void> {
     const s = this.#streams.get(sessionId);
     if (!s) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.catchUp(sessionId),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, timeoutMs);
-      }),
-    ]);
-    clearTimeout(timer);
+    await withTimeout(this.catchUp(sessionId), timeoutMs).catch(() => undefined);
     if (this.#streams.get(sessionId) !== s) return;
     for (const { m } of [...s.held.values()].sort((a, b) => a.m.message.id - b.m.message.id)) {
       if (m.message.id > s.lastId) this.#deliver(sessionId, s, m.message, m.committedAt);

@@ -47,8 +47,6 @@ export interface OpenDatabase {
   dialect: Dialect;
 }
 
-export { sqlitePathOf } from '../config/settings.js';
-
 /**
  * Opens `sqlite:<path>` (relative or absolute; the parent directory is created; `sqlite::memory:` for a
  * throw-away database) or `postgres://…` / `postgresql://…` (a pool of 10 connections).

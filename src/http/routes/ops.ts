@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { withTimeout } from '../../domain/deadlines.js';
+import { everyMs } from '../../observability/every.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { ChatStore } from '../../store/types.js';
 
@@ -20,7 +22,7 @@ export function opsRoutes(
   },
 ) {
   const r = app.withTypeProvider<ZodTypeProvider>();
-  let databaseLoggedAt = Number.NEGATIVE_INFINITY;
+  const databaseWarning = everyMs(10_000);
 
   r.get(
     '/healthz',
@@ -51,10 +53,7 @@ export function opsRoutes(
         ok = false;
         // Anyone may read this answer: the driver's words (addresses, user names) go to the log, once per 10 s.
         checks.database = 'unreachable';
-        if (performance.now() - databaseLoggedAt >= 10_000) {
-          databaseLoggedAt = performance.now();
-          app.log.warn({ err }, 'readiness: database unreachable');
-        }
+        if (databaseWarning()) app.log.warn({ err }, 'readiness: database unreachable');
       }
       let degraded = false;
       if (deps.redisStatus) {
@@ -76,14 +75,4 @@ export function opsRoutes(
       return deps.metrics.text();
     },
   );
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
