@@ -950,11 +950,15 @@ export class ChatService {
     return undefined;
   }
 
+  /**
+   * `changed` is false for a repeat (the user had already liked it, in another tab say): nothing goes to the room
+   * then, so a socket's command is answered with the count itself (the tab had guessed one more or one less).
+   */
   async likeMessage(
     user: ChatUser,
     messageId: number,
     liked: boolean,
-  ): Promise<{ message_id: number; likes: number; liked: boolean }> {
+  ): Promise<{ message_id: number; likes: number; liked: boolean; changed: boolean }> {
     this.#requireEnabled();
     const message = this.#recentMessage(messageId) ?? (await this.#deps.store.getMessage(messageId));
     if (!message) throw new ChatError('not_found', `Message ${messageId} does not exist.`);
@@ -972,7 +976,7 @@ export class ChatService {
       at: this.#deps.clock.now(),
     });
     if (!result) throw new ChatError('not_found', `Message ${messageId} does not exist.`);
-    return { message_id: messageId, likes: result.likes, liked };
+    return { message_id: messageId, likes: result.likes, liked, changed: result.changed };
   }
 
   async setWinners(

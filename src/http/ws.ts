@@ -717,9 +717,11 @@ class SocketSession {
         await service.heartFromSocket(user, sessionId);
         return;
       case 'like_message':
-      case 'unlike_message':
-        await service.likeMessage(user, command.message_id, command.type === 'like_message');
+      case 'unlike_message': {
+        const r = await service.likeMessage(user, command.message_id, command.type === 'like_message');
+        if (!r.changed) this.#send({ type: 'message_like_update', message_id: r.message_id, likes: r.likes });
         return;
+      }
       case 'auth': {
         // A bad token is `unauthorized`; our own failure (the database away) is answered as any command's is
         // (`unavailable`, retry later), not taken for a bad token.

@@ -313,6 +313,30 @@ describe.each([
     reopened.close();
   });
 
+  it('[SPEC §5] a like or unlike that changes nothing (the same user in another tab did it first) is answered to its socket with the count, which the tab had guessed wrong', async () => {
+    const msg = (
+      await t.request('POST', '/live-chat/messages', { token: alice, body: { message: 'liked in two tabs' } })
+    ).body;
+    const tab1 = await t.connect(sessionId, bob);
+    const tab2 = await t.connect(sessionId, bob);
+    const count = (e: any) => e.message_id === msg.id;
+    tab1.send({ type: 'like_message', message_id: msg.id });
+    expect((await tab2.next('message_like_update', count)).likes).toBe(1);
+    await tab1.next('message_like_update', count);
+    // Tab 2 still shows the message as not liked by bob: its tap is a no-op on the server.
+    tab2.send({ type: 'like_message', message_id: msg.id });
+    expect((await tab2.next('message_like_update', count)).likes).toBe(1);
+    tab1.send({ type: 'unlike_message', message_id: msg.id });
+    expect((await tab2.next('message_like_update', count)).likes).toBe(0);
+    tab2.send({ type: 'unlike_message', message_id: msg.id });
+    expect((await tab2.next('message_like_update', count)).likes).toBe(0);
+    // The no-ops went to the tab that sent them only.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(tab1.events.filter((e: any) => e.type === 'message_like_update' && count(e))).toHaveLength(2);
+    tab1.close();
+    tab2.close();
+  });
+
   it('[SPEC §5] likes of several users on one message committed together: the room and a later init get the final count', async () => {
     const msg = (
       await t.request('POST', '/live-chat/messages', { token: alice, body: { message: 'liked by a crowd' } })
