@@ -151,11 +151,25 @@ export const REPLAYED_DELETIONS = 100;
 function rememberDeletion(session: ActiveSession, messageId: number): void {
   const { deleted } = session;
   if (deleted.includes(messageId)) return;
+  // A retry of it is answered from the database (deleted: refused), not with the message from memory.
+  for (const [key, m] of session.byClientId) if (m.id === messageId) session.byClientId.delete(key);
   // Kept in id order: deletions of older messages may come later (the bus does not order them).
   let at = deleted.length;
   while (at > 0 && deleted[at - 1]! > messageId) at--;
   deleted.splice(at, 0, messageId);
   if (deleted.length > REPLAYED_DELETIONS) deleted.shift();
+}
+
+/**
+ * A retry (same `client_msg_id`) of a message a HOST deleted meanwhile: refused, so that the message does not come
+ * back on its author's screen (the client library resends what it had pending after a reconnect).
+ */
+function refuseDeleted(original: StoredMessage): void {
+  if (original.deleted)
+    throw new ChatError(
+      'not_found',
+      `Message ${original.id} was deleted by a moderator; it is not sent again.`,
+    );
 }
 
 /** Throws the `rate_limited` answer of a refused heart. */
@@ -870,6 +884,7 @@ export class ChatService {
               .messageByClientId(sessionId, user.userId, clientMsgId)
               .catch(() => undefined);
       if (original) {
+        refuseDeleted(original);
         return {
           stored: original,
           duplicate: true,
@@ -900,6 +915,7 @@ export class ChatService {
     }
     if (!result.duplicate) return { stored: result.message, duplicate: false, toRoom: true };
     decision.refund();
+    refuseDeleted(result.message);
     return {
       stored: result.message,
       duplicate: true,

@@ -131,6 +131,7 @@ function toMessage(row: MessageRow): StoredMessage {
     createdAtText: typeof at === 'string' && ISO_MS.test(at) ? at : iso(createdAt),
     likes: Number(row.likes),
     clientMsgId: row.client_msg_id,
+    ...(row.deleted_at === null ? {} : { deleted: true as const }),
   };
 }
 

@@ -54,6 +54,8 @@ export interface StoredMessage {
   createdAtText?: string;
   likes: number;
   clientMsgId: string | null;
+  /** Set on a deleted message, which only a retry's lookup by `client_msg_id` reads (every other read skips them). */
+  deleted?: true;
 }
 
 export interface NewMessage {

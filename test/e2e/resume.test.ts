@@ -66,6 +66,35 @@ describe('resume with since and epoch', () => {
     fresh.close();
   });
 
+  it('a retry of a message deleted meanwhile (the client resends what it had pending after a reconnect) is refused not_found, over HTTP and WS, and nothing reappears', async () => {
+    const host = await t.token('moderator', { roles: ['host'] });
+    const sent = await t.request('POST', '/live-chat/messages', {
+      token,
+      body: { message: 'soon removed', client_msg_id: 'gone-1' },
+    });
+    expect(sent.status).toBe(201);
+    expect((await t.request('DELETE', `/live-chat/messages/${sent.body.id}`, { token: host })).status).toBe(
+      200,
+    );
+    const retried = await t.request('POST', '/live-chat/messages', {
+      token,
+      body: { message: 'soon removed', client_msg_id: 'gone-1' },
+    });
+    expect(retried.status).toBe(404);
+    expect(retried.body.error.code).toBe('not_found');
+    const socket = await t.connect(sessionId, token);
+    socket.send({ type: 'message', message: 'soon removed', client_msg_id: 'gone-1' });
+    const refused = await socket.next('error');
+    expect(refused).toMatchObject({ code: 'not_found', client_msg_id: 'gone-1' });
+    expect(socket.events.filter((e) => e.type === 'new_message')).toEqual([]);
+    // The user's next message is taken as usual, and history does not hold the deleted one.
+    socket.send({ type: 'message', message: 'after the removal', client_msg_id: 'gone-2' });
+    expect((await socket.next('new_message')).message.client_msg_id).toBe('gone-2');
+    const page = await t.request('GET', '/live-chat/messages', { token });
+    expect(page.body.messages.map((m: any) => m.id)).not.toContain(sent.body.id);
+    socket.close();
+  });
+
   it('a node started after the deletion replays it too (read from the database)', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'drawchat-resume-'));
     try {

@@ -273,7 +273,7 @@ describe('operations endpoints', () => {
         Object.keys(spec.body.paths[path][method].responses).map(Number);
       expect(statuses('/live-chat/status', 'get')).toEqual([200, 401, 403, 503]);
       expect(statuses('/live-chat/messages', 'get')).toEqual([200, 400, 401, 403, 404, 503]);
-      expect(statuses('/live-chat/messages', 'post')).toEqual([201, 400, 401, 409, 413, 415, 429, 503]);
+      expect(statuses('/live-chat/messages', 'post')).toEqual([201, 400, 401, 404, 409, 413, 415, 429, 503]);
       expect(statuses('/live-chat/like', 'post')).toEqual([200, 400, 401, 404, 409, 413, 415, 429, 503]);
       expect(statuses('/live-chat/like-message/{message_id}', 'post')).toEqual([
         200, 400, 401, 404, 409, 414, 429, 503,

@@ -520,8 +520,20 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         );
         expect(await store.messageByClientId(s.id, 'u9', 'same')).toBeUndefined();
         expect(await store.messageByClientId(s.id, 'u1', 'other')).toBeUndefined();
+        expect(orig!.message.deleted).toBeUndefined();
         await store.deleteMessage(orig!.message.id, Date.now());
-        expect((await store.messageByClientId(s.id, 'u1', 'same'))?.id).toBe(orig!.message.id);
+        // Found deleted or not, and saying so, so that a retry of a deleted message is refused.
+        expect(await store.messageByClientId(s.id, 'u1', 'same')).toMatchObject({
+          id: orig!.message.id,
+          deleted: true,
+        });
+        const afterDeletion = await store.write(
+          batch({ messages: [msg(s.id, 'u1', 'hello (retried)', { clientMsgId: 'same' })] }),
+        );
+        expect(afterDeletion.messages[0]).toMatchObject({
+          duplicate: true,
+          message: { id: orig!.message.id, deleted: true },
+        });
       });
 
       it('sums hearts per session exactly', async () => {
@@ -716,12 +728,12 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         expect(await store.messagesAfter(s.id, ids[9]!, 10)).toEqual([]);
       });
 
-      it('deleteMessage soft-deletes once and returns the message as it was', async () => {
+      it('deleteMessage soft-deletes once and returns the message as it was, marked deleted', async () => {
         const [doomed] = await send(s.id, ['doomed']);
         await store.write(
           batch({ messageLikes: [{ messageId: doomed!.id, userId: 'x', liked: true, at: BASE }] }),
         );
-        expect(await store.deleteMessage(doomed!.id, BASE + 5)).toEqual({ ...doomed, likes: 1 });
+        expect(await store.deleteMessage(doomed!.id, BASE + 5)).toEqual({ ...doomed, likes: 1, deleted: true });
         expect(await store.deleteMessage(doomed!.id, BASE + 6)).toBeUndefined();
         expect(await store.deleteMessage(987_654_321, BASE)).toBeUndefined();
         expect(await store.getMessage(doomed!.id)).toBeUndefined();

@@ -76,10 +76,11 @@ export function chatRoutes(app: FastifyInstance, service: ChatService, auth: Aut
         summary: 'Send a message (same rules as over the WebSocket)',
         description:
           'Answered after the message is committed. A retry with the same `client_msg_id` returns the original ' +
-          'message (also 201, with header `Idempotent-Replayed: true`) and stores nothing new.',
+          'message (also 201, with header `Idempotent-Replayed: true`) and stores nothing new; a retry of a ' +
+          'message deleted meanwhile gets 404 `not_found`.',
         security,
         body: SendMessageBody,
-        response: { 201: ChatMessageSchema, ...errorResponses(400, 401, 409, 413, 415, 429) },
+        response: { 201: ChatMessageSchema, ...errorResponses(400, 401, 404, 409, 413, 415, 429) },
       },
       onRequest: auth.check('user'),
     },
