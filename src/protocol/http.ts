@@ -83,10 +83,14 @@ export const WinnersResponse = z.object({
 });
 
 export const UserIdParams = z.object({ user_id: noControl(z.string().min(1).max(256)) });
-/** An avatar URL: http(s) only (no `javascript:`, `data:` or credentials), at most 2048 characters. */
+/**
+ * An avatar URL: http(s) only (no `javascript:`, `data:` or credentials), at most 2048 characters, and no spaces or
+ * control characters anywhere (the URL parser would drop them, but the text as sent is what is stored and shown).
+ */
 export const AvatarUrl = z
   .string()
   .max(2048)
+  .regex(/^[^\p{Cc}\s]*$/u, 'must not contain spaces or control characters')
   .refine(
     (v) => {
       if (!URL.canParse(v)) return false;
