@@ -124,6 +124,8 @@ interface ActiveSession {
   winners: Set<string>;
   /** `winners` events applied: a re-read from the database begun before one of them is older than it. */
   winnerEvents: number;
+  /** The write_seq of the winners list applied last (see the 'winners' bus event). */
+  winnersVersion: number;
   /** Ascending ids, at most RECENT_LIMIT. */
   recent: StoredMessage[];
   /** True when `recent` holds every message of the session (nothing older exists). */
@@ -456,6 +458,7 @@ export class ChatService {
       record,
       winners: new Set(winners),
       winnerEvents: 0,
+      winnersVersion: 0,
       recent: page.messages,
       recentComplete: !page.hasMore,
       byClientId: new Map(),
@@ -1004,8 +1007,8 @@ export class ChatService {
     if (!(await store.getSession(sessionId)))
       throw new ChatError('not_found', `Session ${sessionId} does not exist.`);
     const unique = [...new Set(userIds)];
-    await store.setWinners(sessionId, unique, clock.now());
-    bus.publish([{ kind: 'winners', sessionId, userIds: unique }]);
+    const version = await store.setWinners(sessionId, unique, clock.now());
+    bus.publish([{ kind: 'winners', sessionId, userIds: unique, version }]);
     return { session_id: sessionId, user_ids: unique };
   }
 
@@ -1221,6 +1224,11 @@ export class ChatService {
           break;
         case 'winners':
           if (active) {
+            // Two lists set at once on two nodes: each node has its own at once and the other's later, by Redis.
+            if (e.version !== undefined) {
+              if (e.version <= active.winnersVersion) break;
+              active.winnersVersion = e.version;
+            }
             active.winners = new Set(e.userIds);
             active.winnerEvents++;
           }

@@ -8,7 +8,8 @@ export type BusEvent =
   | { kind: 'session_likes'; sessionId: number; totalLikes: number; version: number }
   | { kind: 'message_likes'; sessionId: number; messageId: number; likes: number; version: number }
   | { kind: 'message_deleted'; sessionId: number; messageId: number }
-  | { kind: 'winners'; sessionId: number; userIds: string[] }
+  /** `version`: the session's write_seq of the change (absent from nodes of an older release: applied as it comes). */
+  | { kind: 'winners'; sessionId: number; userIds: string[]; version?: number }
   /** A node's viewers changed: others recount the distinct viewers. */
   | { kind: 'presence'; sessionId: number }
   /** The draw backend changed a user's profile (`PUT /live-chat/users/{id}`): nodes forget what they cached. */
@@ -98,7 +99,12 @@ const BusEventSchema = z.discriminatedUnion('kind', [
     version: z.number().int(),
   }),
   z.object({ kind: z.literal('message_deleted'), sessionId: id, messageId: id }),
-  z.object({ kind: z.literal('winners'), sessionId: id, userIds: z.array(z.string().max(256)).max(10_000) }),
+  z.object({
+    kind: z.literal('winners'),
+    sessionId: id,
+    userIds: z.array(z.string().max(256)).max(10_000),
+    version: z.number().int().optional(),
+  }),
   z.object({ kind: z.literal('presence'), sessionId: id }),
   z.object({ kind: z.literal('profile'), sessionId: id, userId: z.string().max(256) }),
 ]);

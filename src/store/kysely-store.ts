@@ -807,19 +807,19 @@ export class KyselyChatStore implements ChatStore {
 
   // --- winners and viewers -----------------------------------------------------------------------------------
 
-  async setWinners(sessionId: number, userIds: readonly string[], at: number): Promise<void> {
+  async setWinners(sessionId: number, userIds: readonly string[], at: number): Promise<number> {
     const wanted = new Set(userIds);
-    await this.#transaction(async (trx) => {
-      // Two callers at once: the second waits for the first and replaces its set (SQLite's write transaction
-      // serialises them the same way), instead of both reading the old set and adding theirs to it.
-      if (this.dialect === 'postgres') {
-        await trx
-          .selectFrom('live_chat_sessions')
-          .select('id')
-          .where('id', '=', sessionId)
-          .forUpdate()
-          .execute();
-      }
+    return this.#transaction(async (trx) => {
+      // Two callers at once: the second waits for the first (the session row's lock; SQLite's write transaction
+      // serialises them the same way) and replaces its set, instead of both reading the old set and adding theirs
+      // to it. The session's write_seq, taken under that lock, orders the two lists on every node.
+      const row = await trx
+        .updateTable('live_chat_sessions')
+        .set((eb) => ({ write_seq: eb('write_seq', '+', 1) }))
+        .where('id', '=', sessionId)
+        .returning('write_seq')
+        .executeTakeFirst();
+      const version = Number(row?.write_seq ?? 0);
       const current = await trx
         .selectFrom('live_chat_winners')
         .select('user_id')
@@ -841,6 +841,7 @@ export class KyselyChatStore implements ChatStore {
           .onConflict((oc) => oc.columns(['session_id', 'user_id']).doNothing())
           .execute();
       }
+      return version;
     });
   }
 

@@ -191,7 +191,8 @@ export interface ChatStore {
   likedMessageIds(userId: string, messageIds: readonly number[]): Promise<Set<number>>;
 
   /** Replaces the winners of a session. */
-  setWinners(sessionId: number, userIds: readonly string[], at: number): Promise<void>;
+  /** Returns the session's write_seq taken with the change: a later list has a greater one. */
+  setWinners(sessionId: number, userIds: readonly string[], at: number): Promise<number>;
   getWinners(sessionId: number): Promise<string[]>;
 
   /** Marks every viewer row inactive (a single node at start-up: nobody is connected yet). */

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createFreshDatabase, type FreshDatabase, postgresAvailable } from '../support/postgres.js';
@@ -27,8 +28,9 @@ describe.skipIf(!ready)('several nodes with Redis', () => {
   let dataDir: string;
   const nodes: TestServer[] = [];
 
+  let prefix = '';
   const startNodes = async (count: number, env: Record<string, string> = {}) => {
-    const prefix = uniquePrefix();
+    prefix = uniquePrefix();
     const started: TestServer[] = [];
     for (let i = 0; i < count; i++) {
       const t = await startServer({
@@ -260,6 +262,53 @@ describe.skipIf(!ready)('several nodes with Redis', () => {
     } finally {
       client.close();
     }
+  });
+
+  it('[SPEC §4] winners set on two nodes in turn: a late publish of the earlier list does not replace the later one on any node', async () => {
+    const servers = await startNodes(2);
+    const host = await servers[0]!.token('crowning-host', { roles: ['host'] });
+    const winnerTokens = await Promise.all(
+      ['first-winner', 'second-winner'].map((n) => servers[0]!.token(n)),
+    );
+    const [first, second] = winnerTokens.map((t) => servers[0]!.userId(t));
+    const sessionId = await servers[0]!.sessionId(host);
+    const viewers = await Promise.all(servers.map((s) => s.connect(sessionId, host)));
+    for (const [i, ids] of [[first], [second]].entries()) {
+      const r = await servers[i]!.request('POST', `/live-chat/sessions/${sessionId}/winners`, {
+        token: host,
+        body: { user_ids: ids },
+      });
+      expect(r.status).toBe(200);
+      for (const v of viewers) await v.next('winner_update', (e) => e.user_ids[0] === ids[0]);
+    }
+    // The first list's publish, as it reaches a node after the second (two HOSTs at the draw moment: each node
+    // applies its own list at once and the other's when Redis brings it).
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      const late = {
+        v: 1,
+        node: 'late-node',
+        events: [{ kind: 'winners', sessionId, userIds: [first], version: 1 }],
+      };
+      await redis.publish(`${prefix}session:${sessionId}`, JSON.stringify(late));
+    } finally {
+      redis.disconnect();
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    for (const v of viewers) {
+      expect(v.events.filter((e) => e.type === 'winner_update').map((e) => e.user_ids)).toEqual([
+        [first],
+        [second],
+      ]);
+    }
+    // And a viewer joining either node is told the winners of the database.
+    for (const s of servers) {
+      const [was, is] = await Promise.all(winnerTokens.map((t) => s.connect(sessionId, t)));
+      expect([was!.init!.you.is_winner, is!.init!.you.is_winner]).toEqual([false, true]);
+      was!.close();
+      is!.close();
+    }
+    for (const v of viewers) v.close();
   });
 
   it('[SPEC §6] the 11th message in a minute is refused whichever node it goes to; nothing of it is stored', async () => {

@@ -733,7 +733,11 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         await store.write(
           batch({ messageLikes: [{ messageId: doomed!.id, userId: 'x', liked: true, at: BASE }] }),
         );
-        expect(await store.deleteMessage(doomed!.id, BASE + 5)).toEqual({ ...doomed, likes: 1, deleted: true });
+        expect(await store.deleteMessage(doomed!.id, BASE + 5)).toEqual({
+          ...doomed,
+          likes: 1,
+          deleted: true,
+        });
         expect(await store.deleteMessage(doomed!.id, BASE + 6)).toBeUndefined();
         expect(await store.deleteMessage(987_654_321, BASE)).toBeUndefined();
         expect(await store.getMessage(doomed!.id)).toBeUndefined();
@@ -800,15 +804,22 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       expect(await store.getWinners(other.id)).toEqual(['z']);
     });
 
-    it('setWinners at the same time from two callers: one of the two sets, never their union', async () => {
+    it('setWinners at the same time from two callers: one of the two sets, never their union; the set kept has the greater version', async () => {
       const s = await newSession();
+      let last = 0;
       for (let round = 0; round < 20; round++) {
         const a = [`a${round}`, 'both'];
         const b = [`b${round}`, 'both'];
-        await Promise.all([store.setWinners(s.id, a, BASE + round), store.setWinners(s.id, b, BASE + round)]);
+        const [va, vb] = await Promise.all([
+          store.setWinners(s.id, a, BASE + round),
+          store.setWinners(s.id, b, BASE + round),
+        ]);
+        expect(va, `round ${round}`).not.toBe(vb);
+        expect(Math.min(va, vb), `round ${round}`).toBeGreaterThan(last);
+        last = Math.max(va, vb);
         const winners = await store.getWinners(s.id);
-        expect([JSON.stringify([...a].sort()), JSON.stringify([...b].sort())], `round ${round}`).toContain(
-          JSON.stringify([...winners].sort()),
+        expect(JSON.stringify([...winners].sort()), `round ${round}`).toBe(
+          JSON.stringify([...(va > vb ? a : b)].sort()),
         );
       }
     });
