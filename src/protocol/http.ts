@@ -40,6 +40,14 @@ const positiveIntString = z.coerce.number().int().positive();
 // all: PostgreSQL refuses it with an error, SQLite would store it) are refused the same way on both stores.
 const noControl = (s: z.ZodString) => s.regex(/^[^\p{Cc}]*$/u, 'must not contain control characters');
 
+/** Text with nothing a reader can see: spaces, format characters (zero-width, bidi controls) and stray marks. */
+export const INVISIBLE_ONLY = /^[\p{White_Space}\p{Cf}\p{M}]*$/u;
+/** A display name: no control characters, and something visible (a name of zero-width characters shows nobody). */
+const displayName = () =>
+  noControl(z.string().trim().min(1).max(100)).refine((v) => !INVISIBLE_ONLY.test(v), {
+    message: 'must contain a visible character',
+  });
+
 export const HistoryQuery = z.object({
   session_id: positiveIntString.optional(),
   limit: positiveIntString.optional().describe('Page size; values above the history limit are clamped to it'),
@@ -101,7 +109,7 @@ export const AvatarUrl = z
   );
 
 export const UserProfileBody = z.object({
-  username: noControl(z.string().trim().min(1).max(100)).optional(),
+  username: displayName().optional(),
   profile_pic: AvatarUrl.nullable().optional(),
 });
 export const UserResponse = z.object({
@@ -111,7 +119,7 @@ export const UserResponse = z.object({
 });
 
 export const DevTokenBody = z.object({
-  username: noControl(z.string().trim().min(1).max(100)),
+  username: displayName(),
   picture: AvatarUrl.optional(),
   roles: z.array(z.string().min(1).max(100)).max(20).optional(),
 });

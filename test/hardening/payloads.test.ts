@@ -298,6 +298,16 @@ describe('payloads (issue 6)', () => {
         body: { username: '<img src=x onerror=alert(1)>' },
       });
       expect(named.body.username).toBe('<img src=x onerror=alert(1)>');
+      // A name with nothing visible in it (zero-width and format characters only) is refused, as such a message is.
+      for (const username of ['\u200b', '\u202e\u2060 ']) {
+        const r = await b.node.request('PUT', '/live-chat/users/pay-xss-name', {
+          headers: { 'x-admin-key': ADMIN },
+          body: { username },
+        });
+        expect(r.status, JSON.stringify(username)).toBe(400);
+        const dev = await b.node.request('POST', '/live-chat/dev/token', { body: { username } });
+        expect(dev.status, JSON.stringify(username)).toBe(400);
+      }
       for (const pic of [
         'javascript:alert(1)',
         'data:image/svg+xml,<svg onload=alert(1)>',

@@ -28,6 +28,14 @@ describe('identityFromClaims', () => {
     expect(id({ name: ['Ada'] }).claimName).toBeNull();
   });
 
+  it('takes a name with nothing visible in it (zero-width, format characters, spaces) as no name', () => {
+    expect(id({ name: '\u200b', nickname: 'ada99' }).claimName).toBe('ada99');
+    expect(id({ name: '\u202e\u200d ', nickname: '\u2060' }).claimName).toBeNull();
+    expect(id({ email: '\u200b@example.com' }).fallbackName).toBe('U123');
+    // Visible text with such characters inside is kept as sent (the widget isolates names' direction).
+    expect(id({ name: 'Ada\u200dLovelace' }).claimName).toBe('Ada\u200dLovelace');
+  });
+
   it('turns control characters into spaces and caps the name at 100 code points', () => {
     expect(id({ name: 'Ada\nLovelace\u0000' }).claimName).toBe('Ada Lovelace');
     const long = '😀'.repeat(150);

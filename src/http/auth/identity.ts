@@ -1,5 +1,6 @@
 import type { JWTPayload } from 'jose';
 import { ChatError } from '../../protocol/errors.js';
+import { INVISIBLE_ONLY } from '../../protocol/http.js';
 
 /** Who a verified token says the caller is. Plain data, frozen by the verifier. */
 export interface AuthIdentity {
@@ -67,7 +68,7 @@ function own(obj: unknown, key: string): unknown {
 function cleanName(value: unknown): string | null {
   if (typeof value !== 'string') return null;
   const cleaned = value.replace(/\p{Cc}+/gu, ' ').trim();
-  if (cleaned === '') return null;
+  if (cleaned === '' || INVISIBLE_ONLY.test(cleaned)) return null;
   const points = [...cleaned];
   return points.length > MAX_NAME_CODE_POINTS
     ? points.slice(0, MAX_NAME_CODE_POINTS).join('').trimEnd()
