@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { isIPv6, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import proxyAddr from '@fastify/proxy-addr';
 import { parse as parseQuery } from 'fast-querystring';
@@ -78,7 +78,10 @@ export function addressKey(ip: string): string {
   if (!ip.includes(':')) return ip;
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
   if (mapped) return mapped[1]!;
-  const [head = '', tail = ''] = ip.toLowerCase().split('%')[0]!.split('::');
+  const address = ip.toLowerCase().split('%')[0]!;
+  // Not an address (X-Forwarded-For from a client, with TRUST_PROXY covering clients): keyed as it is.
+  if (!isIPv6(address)) return ip;
+  const [head = '', tail = ''] = address.split('::');
   const left = head === '' ? [] : head.split(':');
   const right = tail === '' ? [] : tail.split(':');
   const groups = ip.includes('::')
