@@ -1,5 +1,5 @@
 import { ChatError } from '../protocol/errors.js';
-import { INVISIBLE_ONLY } from '../protocol/http.js';
+import { INVISIBLE_ONLY, LONE_SURROGATE } from '../protocol/http.js';
 
 // C0/C1 controls and DEL, except the line breaks \n and \r (SPEC §4). NUL is refused here, before any store,
 // so SQLite and PostgreSQL (which cannot hold NUL in text) behave the same.
@@ -9,8 +9,6 @@ const FORBIDDEN_CONTROL = /[\u0000-\u0009\u000b\u000c\u000e-\u001f\u007f-\u009f]
 /** More combining marks than this on one character is "zalgo" text that paints over its neighbours. */
 export const MAX_COMBINING_MARKS = 8;
 const COMBINING_RUN = new RegExp(`\\p{M}{${MAX_COMBINING_MARKS + 1},}`, 'u');
-/** With the `u` flag a surrogate class matches only unpaired halves (a pair is one code point). */
-const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
 /** Number of Unicode code points (what users call characters; an emoji is one, not two UTF-16 units). */
 export function codePointLength(text: string): number {

@@ -36,9 +36,16 @@ export type StatusResponse = z.infer<typeof StatusResponse>;
 
 const positiveIntString = z.coerce.number().int().positive();
 
+/** With the `u` flag a surrogate class matches only unpaired halves (a pair is one code point). */
+export const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
 // Issue 6: names and ids that end up in the database and in every viewer's widget. Control characters (NUL above
 // all: PostgreSQL refuses it with an error, SQLite would store it) are refused the same way on both stores.
-const noControl = (s: z.ZodString) => s.regex(/^[^\p{Cc}]*$/u, 'must not contain control characters');
+// A lone UTF-16 surrogate is not text either: SQLite would store invalid UTF-8 and PostgreSQL U+FFFD.
+const noControl = (s: z.ZodString) =>
+  s
+    .regex(/^[^\p{Cc}]*$/u, 'must not contain control characters')
+    .refine((v) => !LONE_SURROGATE.test(v), { message: 'must be valid Unicode text (a lone surrogate)' });
 
 /** Text with nothing a reader can see: spaces, format characters (zero-width, bidi controls) and stray marks. */
 export const INVISIBLE_ONLY = /^[\p{White_Space}\p{Cf}\p{M}]*$/u;

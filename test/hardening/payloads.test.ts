@@ -417,7 +417,7 @@ describe('payloads (issue 6)', () => {
     if (outcomes.postgres) expect(outcomes.postgres).toEqual(outcomes.sqlite);
   });
 
-  it('[H-PAY-07] NUL is refused the same way on SQLite and PostgreSQL: in messages, client_msg_id, display names, avatar URLs, user ids, winners and dev-token names — never a 500', async () => {
+  it('[H-PAY-07] NUL is refused the same way on SQLite and PostgreSQL: in messages, client_msg_id, display names, avatar URLs, user ids, winners and dev-token names — never a 500; so is a lone surrogate', async () => {
     const results: Record<string, Array<[string, number | string]>> = {};
     for (const b of backends) {
       const user = await b.node.token('pay-nul');
@@ -460,6 +460,26 @@ describe('payloads (issue 6)', () => {
         body: { user_ids: ['a\u0000b'] },
       });
       r.push(['winners', winners.status]);
+      // A lone surrogate is not text either: SQLite would store invalid UTF-8, PostgreSQL U+FFFD.
+      const loneName = await b.node.request('PUT', '/live-chat/users/pay-nul-target', {
+        headers: { 'x-admin-key': ADMIN },
+        body: { username: 'ab\ud800cd' },
+      });
+      r.push(['lone surrogate name', loneName.status]);
+      const loneWinner = await b.node.request('POST', `/live-chat/sessions/${b.sid}/winners`, {
+        headers: { 'x-admin-key': ADMIN },
+        body: { user_ids: ['a\udc00b'] },
+      });
+      r.push(['lone surrogate winner', loneWinner.status]);
+      const loneUser = await b.node.request('PUT', `/live-chat/users/${encodeURIComponent('x')}%ED%A0%80`, {
+        headers: { 'x-admin-key': ADMIN },
+        body: { username: 'x' },
+      });
+      r.push(['lone surrogate user id', loneUser.status]);
+      const loneDev = await b.node.request('POST', '/live-chat/dev/token', {
+        body: { username: 'lone\ud800dev' },
+      });
+      r.push(['lone surrogate dev name', loneDev.status]);
       const dev = await b.node.request('POST', '/live-chat/dev/token', {
         body: { username: 'nul\u0000dev' },
       });

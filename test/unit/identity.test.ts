@@ -36,6 +36,11 @@ describe('identityFromClaims', () => {
     expect(id({ name: 'Ada\u200dLovelace' }).claimName).toBe('Ada\u200dLovelace');
   });
 
+  it('replaces a lone surrogate in a name with U+FFFD, as both databases would store it alike', () => {
+    expect(id({ name: 'n\udc00m' }).claimName).toBe('n\ufffdm');
+    expect(id({ name: 'ok 😀' }).claimName).toBe('ok 😀');
+  });
+
   it('turns control characters into spaces and caps the name at 100 code points', () => {
     expect(id({ name: 'Ada\nLovelace\u0000' }).claimName).toBe('Ada Lovelace');
     const long = '😀'.repeat(150);
@@ -115,8 +120,8 @@ describe('identityFromClaims', () => {
     expect(identityFromClaims(base({ roles: ['__proto__'] }), '__proto__').isHost).toBe(true);
   });
 
-  it('rejects a missing, empty, overlong or control-character sub', () => {
-    for (const sub of [undefined, '', 42, 'x'.repeat(257), 'a\nb', ['U1']]) {
+  it('rejects a missing, empty, overlong, control-character or not well-formed (lone surrogate) sub', () => {
+    for (const sub of [undefined, '', 42, 'x'.repeat(257), 'a\nb', ['U1'], 'lone\ud800sub', '\udc00']) {
       expect(() => identityFromClaims({ sub, exp: EXP } as JWTPayload, 'host')).toThrow(AuthError);
     }
     expect(identityFromClaims({ sub: 'x'.repeat(256), exp: EXP }, 'host').userId).toHaveLength(256);

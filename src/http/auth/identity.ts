@@ -1,6 +1,6 @@
 import type { JWTPayload } from 'jose';
 import { ChatError } from '../../protocol/errors.js';
-import { INVISIBLE_ONLY } from '../../protocol/http.js';
+import { INVISIBLE_ONLY, LONE_SURROGATE } from '../../protocol/http.js';
 
 /** Who a verified token says the caller is. Plain data, frozen by the verifier. */
 export interface AuthIdentity {
@@ -67,7 +67,11 @@ function own(obj: unknown, key: string): unknown {
 /** Trimmed, control characters turned into spaces, capped in code points; null when nothing is left. */
 function cleanName(value: unknown): string | null {
   if (typeof value !== 'string') return null;
-  const cleaned = value.replace(/\p{Cc}+/gu, ' ').trim();
+  // A lone surrogate becomes U+FFFD here, as PostgreSQL would store it (SQLite would keep invalid UTF-8).
+  const cleaned = value
+    .replace(/\p{Cc}+/gu, ' ')
+    .replace(/[\uD800-\uDFFF]/gu, '\uFFFD')
+    .trim();
   if (cleaned === '' || INVISIBLE_ONLY.test(cleaned)) return null;
   const points = [...cleaned];
   return points.length > MAX_NAME_CODE_POINTS
@@ -106,7 +110,13 @@ function isHostFromClaims(payload: JWTPayload, hostRole: string): boolean {
  */
 export function identityFromClaims(payload: JWTPayload, hostRole: string): AuthIdentity {
   const sub = own(payload, 'sub');
-  if (typeof sub !== 'string' || sub === '' || sub.length > MAX_SUB_LENGTH || /\p{Cc}/u.test(sub)) {
+  if (
+    typeof sub !== 'string' ||
+    sub === '' ||
+    sub.length > MAX_SUB_LENGTH ||
+    /\p{Cc}/u.test(sub) ||
+    LONE_SURROGATE.test(sub)
+  ) {
     throw new AuthError('claims: sub missing or invalid');
   }
   const exp = own(payload, 'exp');
