@@ -30,7 +30,7 @@ export function normalizeMessageText(raw: string, maxLength: number): string {
     throw new ChatError('invalid_message', 'The message is not valid Unicode text.');
   }
   const text = raw
-    .replace(/\r\n?/g, '\n')
+    .replace(/\r\n?|[\u2028\u2029]/g, '\n')
     .replace(/\n[^\S\n]*(?:\n[^\S\n]*){2,}/g, '\n\n')
     .trim();
   if (text === '' || INVISIBLE_ONLY.test(text))

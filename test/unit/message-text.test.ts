@@ -59,6 +59,13 @@ describe('message text [SPEC §4]', () => {
     expect(normalizeMessageText('a\n\nb', 500)).toBe('a\n\nb');
   });
 
+  it('takes the Unicode line and paragraph separators (U+2028, U+2029) as line breaks: a flood of them shrinks too', () => {
+    expect(normalizeMessageText(`top${'\u2028'.repeat(400)}bottom`, 500)).toBe('top\n\nbottom');
+    expect(normalizeMessageText('a\u2029\u2029\u2029b', 500)).toBe('a\n\nb');
+    expect(normalizeMessageText('one\u2028two', 500)).toBe('one\ntwo');
+    expect(normalizeMessageText('\u2028\u2029hi\u2028', 500)).toBe('hi');
+  });
+
   it('keeps right-to-left text, emoji and zero-width joiners inside real text verbatim', () => {
     for (const t of [
       'שלום עולם',
