@@ -193,6 +193,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await new Promise<void>((resolve) => this.websocketServer.close(() => resolve()));
     },
   });
+  // An upgrade request to a route that is not the chat socket (/healthz, /live-chat/status…): @fastify/websocket
+  // (whose hook, registered just above, sets `request.ws`) would upgrade it and close it without a code, outside
+  // the per-address handshake cap. It is answered as a wrong path is, with a coded 404, and its connection ends
+  // with the response (onResponse).
+  app.addHook('onRequest', (request, reply, done) => {
+    const route = request.routeOptions.url;
+    if (!request.ws || route === undefined || route === WS_PATH) return done();
+    metrics.errors.inc({ code: 'not_found' });
+    void sendError(reply, 'not_found', `No WebSocket at ${redactUrl(request.url).split('?')[0]}.`);
+  });
 
   // An upgrade request answered with a plain HTTP response (404, 414, 429…) leaves its socket outside Node's
   // HTTP bookkeeping: no keep-alive or request timeout applies any more, and `server.close()` waits for it

@@ -401,6 +401,20 @@ describe('frames (issue 6)', () => {
     await stillServing();
   });
 
+  it('[H-FRAME-13] an upgrade request to a route that is not a WebSocket (/healthz, /, /live-chat/status with a token) gets a coded 404 and its connection ends; it was upgraded (101) and closed without a code, outside the per-address handshake cap', async () => {
+    for (const path of ['/healthz', '/', `/live-chat/status`]) {
+      const raw = await RawWs.open(`${wsBase}${path}`, { headers: { Authorization: `Bearer ${token}` } });
+      expect(raw.status, path).toBe(404);
+      expect(raw.responseHead, path).toMatch(/content-type: application\/json/i);
+      expect(raw.responseHead, path).not.toMatch(/^upgrade:/im);
+      await within(raw.ended, 3000, `${path}: connection ended`);
+    }
+    // The chat socket itself is still upgraded.
+    const chat = await rawReady();
+    expect(chat.status).toBe(101);
+    chat.socket.destroy();
+  });
+
   it('[H-FRAME-12] 500 upgrade requests answered with plain HTTP (404 wrong path, 414 path too long) whose peers then idle (opened when this file started): 404s closed with the response (< 3 s), 414s by the 10 s deadline; shutdown is not held up by them', async () => {
     expect(new Set(idle.map((r) => r.status))).toEqual(new Set([404, 414]));
     const endedAt = await within(
