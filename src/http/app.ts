@@ -76,8 +76,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Prototype-poisoning keys (`__proto__`, `constructor.prototype`) are refused with 400.
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    const text = body.toString();
+  // JSON is UTF-8 (RFC 8259), whatever a charset parameter says; bytes that are not are refused (400), not stored
+  // with U+FFFD in their place. A BOM is dropped.
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    let text: string;
+    try {
+      text = utf8.decode(body as Buffer);
+    } catch {
+      return done(Object.assign(new Error('The body is not valid UTF-8.'), { statusCode: 400 }), undefined);
+    }
     if (text.trim() === '') return done(null, undefined);
     parseJson(request, text, done);
   });

@@ -627,7 +627,7 @@ describe('payloads (issue 6)', () => {
     }
   });
 
-  it('[H-PAY-12] HTTP bodies: BOM, duplicate keys, wrong or missing content types, a charset trick, and 16 KiB + 1 are answered with coded 4xx (never 5xx)', async () => {
+  it('[H-PAY-12] HTTP bodies: BOM, duplicate keys, wrong or missing content types, a charset trick, bytes that are not UTF-8, and 16 KiB + 1 are answered with coded 4xx (never 5xx)', async () => {
     const b = sqlite();
     const user = await b.node.token('pay-http');
     const post = (rawBody: string, contentType?: string) =>
@@ -651,6 +651,27 @@ describe('payloads (issue 6)', () => {
       const r = await post(body, type);
       expect(r.status, label).toBe(expected);
       if (r.status >= 400) expect(typeof r.body.error.code, label).toBe('string');
+    }
+    // Bytes that are not UTF-8 (JSON is UTF-8, RFC 8259: a charset parameter does not change how it is read) are
+    // refused, not stored with U+FFFD in their place.
+    const bytes = (...parts: Array<string | number[]>) =>
+      Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+    for (const [label, body, type] of [
+      ['invalid UTF-8', bytes('{"message":"', [0xff, 0xfe], ' hi"}'), 'application/json'],
+      [
+        'latin-1 bytes',
+        bytes('{"message":"caf', [0xe9], ' latin1"}'),
+        'application/json; charset=iso-8859-1',
+      ],
+      ['an encoded surrogate', bytes('{"message":"x', [0xed, 0xa0, 0x80], '"}'), 'application/json'],
+    ] as const) {
+      const res = await fetch(`${b.node.url}/live-chat/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${user}`, 'content-type': type },
+        body,
+      });
+      expect(res.status, label).toBe(400);
+      expect(((await res.json()) as any).error.code, label).toBe('bad_request');
     }
     expect(await storedTexts(b, b.node.userId(user))).toEqual(['bom', 'second', 'charset']);
   });
