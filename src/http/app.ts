@@ -17,7 +17,7 @@ import type { ChatStore } from '../store/types.js';
 import type { DevKeys } from './auth/dev-auth.js';
 import type { TokenVerifier } from './auth/verifier.js';
 import { Authenticator } from './authenticate.js';
-import { errorHandler, sendError } from './errors.js';
+import { clientErrorHandler, errorHandler, sendError } from './errors.js';
 import { WEBSOCKET_DOC } from './openapi.js';
 import { redactUrl } from './redact.js';
 import { adminRoutes } from './routes/admin.js';
@@ -65,6 +65,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // What Fastify answers before any route is found (a bad percent-encoding, a path parameter over
     // maxParamLength) gets the same coded body as everything else (SPEC §4), not Fastify's own.
     frameworkErrors: (err, request, reply) => void onError(err, request, reply),
+    // And what Node's parser refuses before that (headers over 16 KiB, a malformed request, a slowloris timeout).
+    clientErrorHandler: clientErrorHandler((code) => metrics.errors.inc({ code })),
     // While draining, requests get a coded 503 from the hook below instead of Fastify's own body.
     return503OnClosing: false,
     // Slowloris (issue 6): Node checks the timeouts below only every `connectionsCheckingInterval`, 30 s by

@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { ChatError, type ErrorCode, ErrorCodes } from '../protocol/errors.js';
@@ -77,4 +79,31 @@ export function errorResponses(...statuses: number[]): Record<number, typeof Err
   // Integer keys list in ascending order whatever the order they were set in.
   for (const s of [...statuses, 503]) out[s] = ErrorBody;
   return out;
+}
+
+/**
+ * What Node's HTTP parser refuses before Fastify sees a request (headers over 16 KiB, a malformed request line,
+ * two Content-Lengths, a request that did not arrive in time) is answered on the raw socket, with the same coded
+ * body as everything else (SPEC §4) instead of Fastify's own.
+ */
+export function clientErrorHandler(onError: (code: ErrorCode) => void) {
+  return (err: Error & { code?: string }, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const code: ErrorCode =
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? 'request_timeout'
+        : err.code === 'HPE_HEADER_OVERFLOW'
+          ? 'headers_too_large'
+          : 'bad_request';
+    onError(code);
+    const body = JSON.stringify(errorBody(code));
+    const { status } = ErrorCodes[code];
+    if (socket.writable) {
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+          `Content-Type: application/json; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+      );
+    }
+    socket.destroy(err);
+  };
 }

@@ -14,6 +14,10 @@ export const ErrorCodes = {
   payload_too_large: { status: 413, message: 'The request body is too large.' },
   uri_too_long: { status: 414, message: 'A path parameter is longer than 300 characters.' },
   unsupported_media_type: { status: 415, message: 'Send the request body as application/json.' },
+  // Refused by Node's HTTP parser before any route: the request's headers did not arrive in time (slowloris), or
+  // were over 16 KiB.
+  request_timeout: { status: 408, message: 'The request did not arrive in time.' },
+  headers_too_large: { status: 431, message: 'The request headers are over 16 KiB.' },
   rate_limited: { status: 429, message: 'Too many requests; retry later.' },
   too_many_connections: { status: 429, message: 'Too many open connections for this user.' },
   not_ready: { status: 503, message: 'A dependency is not reachable.' },

@@ -38,7 +38,14 @@ afterAll(async () => {
 });
 
 // The slowloris of H-ABUSE-08 starts with the file (it takes 10 s to play out) and is checked at its end.
-let slowloris: { node: Node; sid: number; token: string; started: number; drips: Array<Promise<number>> };
+let slowloris: {
+  node: Node;
+  sid: number;
+  token: string;
+  started: number;
+  drips: Array<Promise<number>>;
+  answers: string[];
+};
 beforeAll(async () => {
   const n = await node();
   const token = await n.token('patient');
@@ -46,9 +53,14 @@ beforeAll(async () => {
   const port = Number(new URL(n.url).port);
   const request = `GET /live-chat/ws/${sid}?token=x HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n`;
   const started = Date.now();
-  const drips = Array.from({ length: 20 }, () => {
+  const answers: string[] = [];
+  const drips = Array.from({ length: 20 }, (_, k) => {
     const s = connect({ host: '127.0.0.1', port });
     s.on('error', () => {});
+    answers[k] = '';
+    s.on('data', (d: Buffer) => {
+      answers[k] += d.toString();
+    });
     let i = 0;
     const drip = () => {
       if (!s.destroyed && i < request.length) s.write(request[i++]!);
@@ -68,7 +80,7 @@ beforeAll(async () => {
       }),
     );
   });
-  slowloris = { node: n, sid, token, started, drips };
+  slowloris = { node: n, sid, token, started, drips, answers };
 });
 
 async function node(env: Record<string, string> = {}, server?: NodeOptions['server']) {
@@ -456,6 +468,12 @@ describe('abuse (issue 6)', () => {
       Math.max(1000, slowloris.started + 16_000 - Date.now()),
       'slowloris sockets dropped',
     );
+    // What they are told, when they are told anything, is a coded error (SPEC §4), not Fastify's own body.
+    expect(slowloris.answers.filter((a) => a !== '').length).toBeGreaterThan(0);
+    for (const answer of slowloris.answers.filter((a) => a !== '')) {
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+      expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error.code).toBe('request_timeout');
+    }
     for (const ms of closedAfter) {
       expect(ms).toBeGreaterThanOrEqual(9_500);
       // 10 s header timeout + 2 s between Node's timeout checks + the 1 s granularity of the drip.

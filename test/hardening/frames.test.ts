@@ -1,5 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -268,6 +269,44 @@ describe('frames (issue 6)', () => {
     }
     expect(results[0]).toBe(101);
     expect(results[1]).toBe(431);
+    await stillServing();
+  });
+
+  it('[H-FRAME-14] what Node refuses before any route (headers over 16 KiB, a malformed request line, two Content-Lengths) gets the coded error body too', async () => {
+    const u = new URL(wsBase);
+    const answer = (bytes: string) =>
+      new Promise<string>((resolve, reject) => {
+        const s = createConnection({ host: u.hostname, port: Number(u.port) });
+        let text = '';
+        s.on('data', (d: Buffer) => {
+          text += d.toString();
+        });
+        s.on('error', () => {});
+        s.on('close', () => resolve(text));
+        s.setTimeout(5000, () => reject(new Error(`no answer to ${JSON.stringify(bytes.slice(0, 40))}`)));
+        s.write(bytes);
+      });
+    const cases: Array<[string, string, number, string]> = [
+      [
+        'headers over 16 KiB',
+        `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+        431,
+        'headers_too_large',
+      ],
+      ['a malformed request line', 'GARBAGE\r\n\r\n', 400, 'bad_request'],
+      [
+        'two Content-Lengths',
+        'POST /live-chat/like HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}',
+        400,
+        'bad_request',
+      ],
+    ];
+    for (const [label, bytes, status, code] of cases) {
+      const text = await answer(bytes);
+      expect(text, label).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      expect(text, label).toMatch(/content-type: application\/json/i);
+      expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)).error.code, label).toBe(code);
+    }
     await stillServing();
   });
 
