@@ -34,7 +34,18 @@ export const StatusResponse = z.object({
 });
 export type StatusResponse = z.infer<typeof StatusResponse>;
 
-const positiveIntString = z.coerce.number().int().positive();
+/** A positive integer in decimal digits only: JavaScript's number syntax (`0x10`, `1e3`, ` 5`, `5.0`) is not an id. */
+const positiveIntString = z
+  .string()
+  .regex(/^[1-9][0-9]*$/, 'must be a positive integer')
+  .transform(Number)
+  .pipe(z.number().int().positive());
+/** The same, or 0. */
+const nonNegativeIntString = z
+  .string()
+  .regex(/^(?:0|[1-9][0-9]*)$/, 'must be a non-negative integer')
+  .transform(Number)
+  .pipe(z.number().int().nonnegative());
 
 /** With the `u` flag a surrogate class matches only unpaired halves (a pair is one code point). */
 export const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
@@ -59,10 +70,8 @@ export const HistoryQuery = z.object({
   session_id: positiveIntString.optional(),
   limit: positiveIntString.optional().describe('Page size; values above the history limit are clamped to it'),
   before_id: positiveIntString.optional(),
-  // `after_id=` would be coerced to 0, the oldest page: an empty value is refused, as it is for the other ids.
-  after_id: z
-    .preprocess((v) => (v === '' ? Number.NaN : v), z.coerce.number().int().nonnegative())
-    .optional(),
+  // `after_id=0` is the oldest page; `after_id=` (empty) is refused, as it is for the other ids.
+  after_id: nonNegativeIntString.optional(),
 });
 export const HistoryResponse = z.object({
   session_id: z.number().int().positive().nullable(),

@@ -250,6 +250,13 @@ describe.each([
       'after_id=',
       'before_id=',
       'limit=',
+      // JavaScript's number syntax is not an id (the WebSocket path refuses the same with 4404).
+      'limit=0x10',
+      'session_id=1e3',
+      'before_id=%205',
+      'after_id=5.0',
+      'limit=%2B5',
+      'session_id=9007199254740993',
     ]) {
       const r = await t.request('GET', `/live-chat/messages?${bad}`, { token: alice });
       expect(r.status, bad).toBe(400);
