@@ -9,6 +9,13 @@ import type { Bus } from './bus.js';
 import { type Limits, RedisLimits } from './limits.js';
 import { type LocalViewers, type Presence, RedisPresence } from './presence.js';
 import { RedisBus } from './redis-bus.js';
+import { RedisWatchdog } from './redis-watchdog.js';
+
+/**
+ * How long any Redis command may take before it fails (and its caller falls back as for an unreachable Redis).
+ * Redis answers in well under a millisecond; a second is a Redis that hangs, not a busy one.
+ */
+export const REDIS_COMMAND_TIMEOUT_MS = 1_000;
 
 export interface Cluster {
   readonly nodeId: string;
@@ -35,6 +42,12 @@ export async function connectCluster(
     // Fail fast while Redis is away: callers fall back instead of queueing behind a dead connection.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
+    // And while it hangs (the connection open, nothing answered): every command settles within this, so that a
+    // message, a handshake or a heart waits at most this long before the node's own limits answer it.
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    // A command that timed out has been answered without Redis: it is not sent again after a reconnect (a
+    // publish of a like count would arrive late and stale).
+    autoResendUnfulfilledCommands: false,
     connectTimeout: 2_000,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2_000),
     lazyConnect: true,
@@ -50,6 +63,18 @@ export async function connectCluster(
     c.on('ready', () => metrics.redisUp.set(clients.every((x) => x.status === 'ready') ? 1 : 0));
     c.on('close', () => metrics.redisUp.set(0));
   }
+  // A Redis that hangs keeps its connections `ready`: the watchdog drops them, and they count as down until it
+  // answers again.
+  const watchdog = new RedisWatchdog(
+    { command, publish: pub, subscribe: sub },
+    {
+      onHang: (connection, silentMs) =>
+        log.warn(
+          { node: nodeId, connection, silent_ms: silentMs },
+          'redis stopped answering: dropping the connection and reconnecting',
+        ),
+    },
+  );
   metrics.redisUp.set(0);
   await Promise.all(clients.map((c) => c.connect().catch(() => {})));
   if (clients.some((c) => c.status !== 'ready')) {
@@ -79,6 +104,7 @@ export async function connectCluster(
       new RedisPresence(command, local, nodeId, settings.redisKeyPrefix, log, { ring }),
     status: () => (clients.every((c) => c.status === 'ready') ? 'ok' : 'unreachable'),
     async close() {
+      watchdog.stop();
       await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())));
     },
   };

@@ -120,10 +120,31 @@ export class PrivateRedis {
     throw new Error(`redis-server did not start on port ${this.port}`);
   }
 
+  /**
+   * SIGSTOP: the server hangs without closing anything, like a Redis stuck on a slow disk or a network that drops
+   * packets. The kernel still accepts new connections for it; nothing is answered until `resume()`.
+   */
+  pause(): void {
+    this.#signal('SIGSTOP');
+  }
+
+  /** SIGCONT: a paused server answers again, everything it was sent meanwhile included. */
+  resume(): void {
+    this.#signal('SIGCONT');
+  }
+
+  #signal(signal: NodeJS.Signals): void {
+    const child = this.#child;
+    if (!child || child.exitCode !== null || child.signalCode !== null)
+      throw new Error('redis-server is not running');
+    child.kill(signal);
+  }
+
   /** SIGKILL: no goodbye to the clients, like a crash. */
   async kill(): Promise<void> {
     const child = this.#child;
-    if (!child || child.exitCode !== null) return;
+    // Killed by a signal, a child has no exit code but a signal code (and no second 'exit' to wait for).
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGKILL');
     await exited;
