@@ -54,8 +54,8 @@ export async function connectCluster(
   };
   const command = new Redis(url, { ...base, connectionName: `drawchat-${nodeId}` });
   const pub = new Redis(url, { ...base, connectionName: `drawchat-pub-${nodeId}` });
-  // Subscriptions made while disconnected wait for the connection (and are renewed after each reconnect).
-  const sub = new Redis(url, { ...base, enableOfflineQueue: true, connectionName: `drawchat-sub-${nodeId}` });
+  // The bus makes the subscriptions on every ready connection (RedisBus `#sync`), and only then.
+  const sub = new Redis(url, { ...base, autoResubscribe: false, connectionName: `drawchat-sub-${nodeId}` });
   const clients = [command, pub, sub];
   for (const c of clients) {
     // Errors surface as status changes; without a listener ioredis would print each retry.

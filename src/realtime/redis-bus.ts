@@ -4,16 +4,34 @@ import { type Bus, type BusEvent, type BusHandler, parseEnvelope } from './bus.j
 
 export const sessionChannel = (prefix: string, sessionId: number) => `${prefix}session:${sessionId}`;
 
+/** After a SUBSCRIBE or UNSUBSCRIBE failed on a connection that is still up, the next try (ms). */
+const RESYNC_MS = 1_000;
+
 /**
  * Redis pub/sub between nodes. A node delivers its own events locally first (so its viewers never wait on
  * Redis), then publishes them; other nodes' events arrive through the session channel. Publishes made while
  * Redis is away are dropped on purpose: the receivers' sequencers read the gap from the database.
+ *
+ * The channels the node wants (its sessions) are kept here, not in ioredis: on every ready connection of the
+ * subscriber, and after every join and leave, the bus makes the connection's subscriptions equal that set
+ * (`#sync`). ioredis's own re-subscription renews only the channels it had confirmed before an outage: a session
+ * joined while Redis was away (a node started then, a window that changed then) was never subscribed, and one left
+ * then stayed subscribed, so the node heard other nodes only through the database poll for that whole session.
  */
 export class RedisBus implements Bus {
   readonly shared = true;
   readonly #handlers: BusHandler[] = [];
   readonly #reconnectListeners: Array<() => void> = [];
+  /** The sessions whose channels this node wants. */
   readonly #sessions = new Set<number>();
+  /** Channels subscribed on the subscriber's current connection (confirmed by Redis). */
+  readonly #subscribed = new Set<string>();
+  /** Bumped whenever the subscriber's connection closes: a confirmation from an earlier one is void. */
+  #connection = 0;
+  #syncing = false;
+  #syncAgain = false;
+  #resync: NodeJS.Timeout | undefined;
+  #syncFailing = false;
   #wasDown = false;
   #closed = false;
 
@@ -36,22 +54,100 @@ export class RedisBus implements Bus {
         'redis unreachable: serving this node only; catching up when it is back',
       );
     };
-    const up = () => {
-      if (!this.#wasDown || this.#closed) return;
-      if (this.pub.status !== 'ready' || this.sub.status !== 'ready') return;
-      this.#wasDown = false;
-      this.log.info({ node: nodeId }, 'redis back: catching up from the database');
-      for (const l of this.#reconnectListeners) l();
-    };
     for (const client of [pub, sub]) {
       client.on('close', down);
       client.on('end', down);
-      client.on('ready', up);
     }
+    sub.on('close', () => {
+      this.#connection++;
+      this.#subscribed.clear();
+    });
+    // A new connection has no subscriptions: the wanted ones are made, then the node catches up (`#up`).
+    sub.on('ready', () => this.#sync());
+    pub.on('ready', () => this.#up());
   }
 
   get healthy(): boolean {
     return this.pub.status === 'ready' && this.sub.status === 'ready';
+  }
+
+  /** Redis is back (both connections up, the subscriptions made): read what was missed meanwhile. */
+  #up(): void {
+    if (!this.#wasDown || this.#closed || !this.healthy || !this.#inSync()) return;
+    this.#wasDown = false;
+    this.log.info({ node: this.nodeId }, 'redis back: catching up from the database');
+    for (const l of this.#reconnectListeners) l();
+  }
+
+  #wantedChannels(): Set<string> {
+    return new Set([...this.#sessions].map((id) => sessionChannel(this.prefix, id)));
+  }
+
+  #inSync(): boolean {
+    const wanted = this.#wantedChannels();
+    return wanted.size === this.#subscribed.size && [...wanted].every((c) => this.#subscribed.has(c));
+  }
+
+  /**
+   * Makes the subscriber's subscriptions equal the wanted channels: subscribes what is missing, unsubscribes what
+   * is no longer wanted. One at a time; a change meanwhile runs it again. While the subscriber is not ready it
+   * does nothing: its next ready runs it.
+   */
+  #sync(): void {
+    if (this.#closed) return;
+    if (this.#syncing) {
+      this.#syncAgain = true;
+      return;
+    }
+    if (this.sub.status !== 'ready') return;
+    this.#syncing = true;
+    const connection = this.#connection;
+    void this.#syncOnce()
+      .then(
+        () => {
+          if (this.#syncFailing) this.log.info({ node: this.nodeId }, 'redis subscriptions made');
+          this.#syncFailing = false;
+          this.#up();
+        },
+        (err: unknown) => {
+          // The connection closed under it: the next ready makes the subscriptions.
+          if (connection !== this.#connection) return;
+          if (!this.#syncFailing) {
+            this.#syncFailing = true;
+            this.log.warn({ err, node: this.nodeId }, 'redis subscribe failed; retrying');
+          }
+          // Still connected (else the next ready does it): try again shortly.
+          if (!this.#resync && !this.#closed) {
+            this.#resync = setTimeout(() => {
+              this.#resync = undefined;
+              this.#sync();
+            }, RESYNC_MS);
+            this.#resync.unref();
+          }
+        },
+      )
+      .finally(() => {
+        this.#syncing = false;
+        if (this.#syncAgain) {
+          this.#syncAgain = false;
+          this.#sync();
+        }
+      });
+  }
+
+  async #syncOnce(): Promise<void> {
+    const connection = this.#connection;
+    const wanted = this.#wantedChannels();
+    const missing = [...wanted].filter((c) => !this.#subscribed.has(c));
+    const stale = [...this.#subscribed].filter((c) => !wanted.has(c));
+    if (missing.length > 0) {
+      await this.sub.subscribe(...missing);
+      if (connection === this.#connection) for (const c of missing) this.#subscribed.add(c);
+    }
+    if (stale.length > 0) {
+      await this.sub.unsubscribe(...stale);
+      if (connection === this.#connection) for (const c of stale) this.#subscribed.delete(c);
+    }
   }
 
   publish(events: readonly BusEvent[]): void {
@@ -79,15 +175,12 @@ export class RedisBus implements Bus {
   joinSession(sessionId: number): void {
     if (this.#sessions.has(sessionId)) return;
     this.#sessions.add(sessionId);
-    // ioredis re-subscribes by itself after a reconnect.
-    this.sub.subscribe(sessionChannel(this.prefix, sessionId)).catch((err: unknown) => {
-      this.log.warn({ err, session: sessionId }, 'redis subscribe failed; will retry on reconnect');
-    });
+    this.#sync();
   }
 
   leaveSession(sessionId: number): void {
     if (!this.#sessions.delete(sessionId)) return;
-    this.sub.unsubscribe(sessionChannel(this.prefix, sessionId)).catch(() => {});
+    this.#sync();
   }
 
   onReconnect(listener: () => void): void {
@@ -96,6 +189,7 @@ export class RedisBus implements Bus {
 
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#resync);
     this.#handlers.length = 0;
   }
 

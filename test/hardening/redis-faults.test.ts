@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/domain/clock.js';
 import { createFreshDatabase, postgresAvailable } from '../support/postgres.js';
 import { PrivateRedis, redisAvailable, uniquePrefix } from '../support/redis.js';
 import {
@@ -192,5 +193,83 @@ describe.skipIf(!ready)('Redis faults', () => {
     await sleep(1_500);
     expect(a.logs.join('')).not.toContain('redis stopped answering');
     expect((await readiness(a)).status).toBe(200);
+  });
+  it('[H-REDIS-03] a node started while Redis is down subscribes to its session once Redis is back: it is counted on the channel within seconds and a heart from another node reaches its viewer through the bus', {
+    timeout: 60_000,
+  }, async () => {
+    const c = await privateCluster();
+    const a = await c.start();
+    const ta = await a.token('deaf-a');
+    const sid = await a.sessionId(ta);
+    await a.connect(sid, ta);
+    await waitFor(async () => (await c.subscribers(sid)) === 1, 10_000, 'node A subscribed');
+
+    await c.redis.kill();
+    const b = await c.start();
+    const tb = await b.token('deaf-b');
+    const vb = await b.connect(sid, tb);
+    // Long enough for a SUBSCRIBE queued at start to be given up on (ioredis: after two failed reconnects).
+    await sleep(1_500);
+    await c.redis.start();
+    // Redis starts empty: every subscription on it is one made since.
+    let numsub = 0;
+    await waitFor(
+      async () => {
+        numsub = await c.subscribers(sid);
+        return numsub === 2;
+      },
+      10_000,
+      () => `both nodes subscribed (PUBSUB NUMSUB ${numsub})`,
+    );
+    for (const n of [a, b]) await waitFor(async () => (await readiness(n)).status === 200, 10_000, 'ready');
+    // Hearts come to another node through the bus only (else with the re-read every 30 s).
+    const liked = await a.request('POST', '/live-chat/like', { token: ta, body: {} });
+    expect(liked.status).toBe(200);
+    await vb.count('session_like_update', 'total_likes', (n) => n >= liked.body.total_likes, 3_000);
+  });
+
+  it('[H-REDIS-04] a window switch while Redis is down: once it is back both nodes are on the new session’s channel and off the old one, and a heart on one reaches the other’s viewer', {
+    timeout: 60_000,
+  }, async () => {
+    const hour = 3_600_000;
+    // Five past the hour: the session of the draw at the hour (hourly draws, windows split at half past).
+    const clock = new ManualClock(Math.floor(Date.now() / hour) * hour + 5 * 60_000);
+    const c = await privateCluster({}, { clock });
+    const a = await c.start();
+    const b = await c.start();
+    const ta = await a.token('switch-a');
+    const tb = await b.token('switch-b');
+    const first = await a.sessionId(ta);
+    await waitFor(async () => (await c.subscribers(first)) === 2, 10_000, 'both nodes on the first session');
+
+    await c.redis.kill();
+    clock.advance(30 * 60_000);
+    let second = 0;
+    await waitFor(
+      async () => {
+        const ids = await Promise.all([a.sessionId(ta), b.sessionId(tb)]);
+        second = ids[0];
+        return ids[0] !== first && ids[1] === ids[0];
+      },
+      15_000,
+      'both nodes on the next session',
+    );
+    await sleep(1_500);
+    await c.redis.start();
+    const numsub = { new: 0, old: 0 };
+    await waitFor(
+      async () => {
+        numsub.new = await c.subscribers(second);
+        numsub.old = await c.subscribers(first);
+        return numsub.new === 2 && numsub.old === 0;
+      },
+      10_000,
+      () => `subscriptions follow the window (PUBSUB NUMSUB new session ${numsub.new}, old ${numsub.old})`,
+    );
+    for (const n of [a, b]) await waitFor(async () => (await readiness(n)).status === 200, 10_000, 'ready');
+    const vb = await b.connect(second, tb);
+    const liked = await a.request('POST', '/live-chat/like', { token: ta, body: {} });
+    expect(liked.status).toBe(200);
+    await vb.count('session_like_update', 'total_likes', (n) => n >= liked.body.total_likes, 3_000);
   });
 });
