@@ -133,7 +133,8 @@ const NODE_BEAT_MS = 5_000;
 
 /**
  * Limits shared by all nodes. Messages: an exact sliding window kept as a sorted set per user and session
- * (add first, then count, take back when over: concurrent nodes can refuse together but never admit too many).
+ * (add first, then count, take back when over: concurrent nodes can refuse together but never admit too many),
+ * and this node's own window besides, which holds the limit on this node when Redis cannot (`message`).
  * Hearts and likes: rate-limiter-flexible's Redis limiter with an in-memory insurance limiter. Connections: a
  * sorted set per user of this node's sockets with an expiry each node refreshes, so a dead node's sockets stop
  * counting by themselves; and a user over the cap has the sockets of nodes no longer alive (`<prefix>node:<id>`,
@@ -223,16 +224,25 @@ export class RedisLimits implements Limits {
     }
   }
 
+  /**
+   * A message takes a slot in this node's own window first, always, and then one in the shared window: the node
+   * remembers what it let through whatever Redis does (answers, goes away, comes back empty after a restart), so
+   * it never lets one user through more than the limit itself; the shared window holds the limit across nodes.
+   * A refusal by either gives the other's slot back, and so does a refund.
+   */
   async message(sessionId: number, userId: string): Promise<MessageDecision> {
+    const local = this.#local.messageSync(sessionId, userId);
+    if (!local.ok) return local;
     if (this.redis.status !== 'ready') {
       this.#fallback('message', new Error(`redis ${this.redis.status}`));
-      return this.#local.message(sessionId, userId);
+      return local;
     }
     const key = `${this.prefix}rl:msg:${sessionId}:${userId}`;
     const now = Date.now();
     const member = `${now}:${this.nodeId}:${this.#nextMember++}`;
+    let res: Array<[Error | null, unknown]>;
     try {
-      const res =
+      res =
         (await this.redis
           .multi()
           .zremrangebyscore(key, '-inf', now - WINDOW_MS)
@@ -241,19 +251,26 @@ export class RedisLimits implements Limits {
           .zrange(key, 0, 0, 'WITHSCORES')
           .pexpire(key, WINDOW_MS)
           .exec()) ?? [];
-      this.#recovered();
-      const count = Number(res[2]?.[1] ?? 0);
-      const refund = () => void this.redis.zrem(key, member).catch(() => {});
-      if (count > this.settings.messagesPerMinute) {
-        refund();
-        const oldest = Number((res[3]?.[1] as string[] | undefined)?.[1] ?? now);
-        return { ok: false, retryAfterMs: Math.max(1, oldest + WINDOW_MS - now), refund: () => {} };
-      }
-      return { ok: true, refund };
     } catch (err) {
       this.#fallback('message', err);
-      return this.#local.message(sessionId, userId);
+      return local;
     }
+    this.#recovered();
+    const count = Number(res[2]?.[1] ?? 0);
+    const shared = () => void this.redis.zrem(key, member).catch(() => {});
+    if (count > this.settings.messagesPerMinute) {
+      shared();
+      local.refund();
+      const oldest = Number((res[3]?.[1] as string[] | undefined)?.[1] ?? now);
+      return { ok: false, retryAfterMs: Math.max(1, oldest + WINDOW_MS - now), refund: () => {} };
+    }
+    return {
+      ok: true,
+      refund: () => {
+        shared();
+        local.refund();
+      },
+    };
   }
 
   heart(sessionId: number, userId: string): Promise<Decision> {

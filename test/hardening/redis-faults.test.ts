@@ -272,4 +272,37 @@ describe.skipIf(!ready)('Redis faults', () => {
     expect(liked.status).toBe(200);
     await vb.count('session_like_update', 'total_likes', (n) => n >= liked.body.total_likes, 3_000);
   });
+  it('[H-REDIS-05] a node never lets one user through more than the message limit, whatever Redis does: 10 messages with Redis up, then the 11th with Redis gone is refused (WebSocket and HTTP), and so is the next once Redis is back empty; none of them is stored', {
+    timeout: 60_000,
+  }, async () => {
+    const c = await privateCluster({ LIVE_CHAT_MAX_MESSAGES_PER_USER_PER_MINUTE: '10' });
+    const a = await c.start();
+    const t = await a.token('limit-memory');
+    const sid = await a.sessionId(t);
+    const v = await a.connect(sid, t);
+    for (let i = 0; i < 10; i++) {
+      v.send({ type: 'message', message: `m${i}`, client_msg_id: `lm-${i}` });
+      expect((await answerTo(v, `lm-${i}`)).type).toBe('new_message');
+    }
+    const refused = async (cmid: string, label: string) => {
+      v.send({ type: 'message', message: cmid, client_msg_id: cmid });
+      expect(await answerTo(v, cmid), label).toMatchObject({ type: 'error', code: 'rate_limited' });
+      const http = await a.request('POST', '/live-chat/messages', {
+        token: t,
+        body: { message: `${cmid} over http` },
+      });
+      expect(http.status, `${label}, over HTTP`).toBe(429);
+    };
+
+    await c.redis.kill();
+    await refused('lm-redis-gone', 'the 11th with Redis gone');
+    await c.redis.start();
+    await waitFor(async () => (await readiness(a)).status === 200, 10_000, 'Redis back');
+    await refused('lm-redis-empty', 'the 11th with Redis back and empty');
+
+    const history = await a.request('GET', `/live-chat/messages?session_id=${sid}`, { token: t });
+    expect(history.body.messages.map((m: any) => m.message)).toEqual(
+      Array.from({ length: 10 }, (_, i) => `m${i}`),
+    );
+  });
 });
