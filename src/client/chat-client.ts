@@ -28,7 +28,7 @@ import type {
 const TOKEN_RENEW_BEFORE_MS = 60_000;
 /** Least wait between two renewals, should the token source keep handing out the same nearly-expired token. */
 const TOKEN_RENEW_MIN_GAP_MS = 10_000;
-/** A socket that has sent nothing (not even a `pong`) for this long after a ping is taken for dead. */
+/** A socket that has sent nothing (not even a `pong`) for this long after a ping is taken for dead (`#armHeartbeat`). */
 const HEARTBEAT_TIMEOUT_MS = 10_000;
 /** While the chat is turned off there is no opening to wait for; look again this often. */
 const DISABLED_POLL_MS = 60_000;
@@ -853,13 +853,27 @@ export class ChatClient {
     d.messages = list;
   }
 
+  /**
+   * A ping every `heartbeatMs`, and the socket taken for dead when nothing at all has come since the ping
+   * `HEARTBEAT_TIMEOUT_MS` later. The check looks at frames since the ping, not at the time since the last frame:
+   * a hidden tab runs timers late (Chrome: about once a minute), and a late check must not drop a socket whose
+   * pong came in time (message events are not held back).
+   */
   #armHeartbeat(generation: number): void {
     if (this.#heartbeatMs <= 0) return;
-    const tick = () => {
+    const deadline = Math.min(HEARTBEAT_TIMEOUT_MS, this.#heartbeatMs);
+    const ping = () => {
       this.#heartbeatTimer = undefined;
       if (generation !== this.#generation || !this.#ws) return;
-      if (this.#now() - this.#lastFrameAt > this.#heartbeatMs + HEARTBEAT_TIMEOUT_MS) {
-        // Nothing came back from the last ping: the connection is dead even if the OS has not noticed.
+      const sentAt = this.#now();
+      this.#command({ type: 'ping' });
+      this.#heartbeatTimer = this.#setTimeout(() => check(sentAt), deadline);
+    };
+    const check = (sentAt: number) => {
+      this.#heartbeatTimer = undefined;
+      if (generation !== this.#generation || !this.#ws) return;
+      if (this.#lastFrameAt < sentAt) {
+        // Nothing came back since the ping: the connection is dead even if the OS has not noticed.
         const ws = this.#ws;
         this.#generation++;
         this.#ws = null;
@@ -867,10 +881,9 @@ export class ChatClient {
         this.#onClose(1006, 'heartbeat timeout');
         return;
       }
-      this.#command({ type: 'ping' });
-      this.#heartbeatTimer = this.#setTimeout(tick, this.#heartbeatMs);
+      this.#heartbeatTimer = this.#setTimeout(ping, Math.max(0, this.#heartbeatMs - deadline));
     };
-    this.#heartbeatTimer = this.#setTimeout(tick, this.#heartbeatMs);
+    this.#heartbeatTimer = this.#setTimeout(ping, this.#heartbeatMs);
   }
 
   // ------------------------------------------------------------------ outgoing

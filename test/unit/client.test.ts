@@ -763,6 +763,39 @@ describe('ChatClient: likes and tokens', () => {
     expect(socket().query.get('since')).toBe('1');
   });
 
+  it('a ping left unanswered drops the connection 10 s after it, not at the next ping', async () => {
+    const { socket, snap, time } = await connected([msg(1)], { heartbeatMs: 25_000 });
+    const first = socket();
+    await time.advance(25_000);
+    expect(first.sentOf('ping')).toHaveLength(1);
+    await time.advance(9_000);
+    expect(snap().state).toBe('open');
+    await time.advance(1_500);
+    expect(snap().state).toBe('reconnecting');
+    expect(first.closedByClient).toBe(4000);
+  });
+
+  it('late timers (a tab hidden for minutes runs them about once a minute) do not drop a connection that answers its pings', async () => {
+    const { socket, snap, time } = await connected([msg(1)], { heartbeatMs: 25_000 });
+    const first = socket();
+    // Every timer of the heartbeat fires a minute after it was set, as Chrome does in a long-hidden tab.
+    const throttle = () => {
+      for (const t of time.timers.values()) if (t.at > time.now) t.at = time.now + 60_000;
+    };
+    for (let round = 1; round <= 4; round++) {
+      throttle();
+      await time.advance(60_000);
+      expect(first.sentOf('ping').length, `round ${round}`).toBeGreaterThanOrEqual(1);
+      // The server answers at once (a message event is not throttled).
+      first.receive({ type: 'pong', server_time: new Date(time.now).toISOString() });
+      throttle();
+      await time.advance(60_000);
+      expect(snap().state, `round ${round}`).toBe('open');
+    }
+    expect(first.closedByClient).toBeUndefined();
+    expect(socket()).toBe(first);
+  });
+
   it('accepts the `ws` package as its WebSocket (types line up)', () => {
     const Ctor: WebSocketConstructor = WebSocket;
     expect(typeof Ctor).toBe('function');
