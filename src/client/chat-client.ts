@@ -509,6 +509,9 @@ export class ChatClient {
       d.state = 'stopped';
       d.reconnectAt = null;
       d.error = { code, message, at: this.#now() };
+      // Nothing will carry them now: they fail with the reason (their `send()` settles), and can be retried
+      // should the client be started again.
+      this.#failAllPending(d, code, message);
     });
   }
 

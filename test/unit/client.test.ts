@@ -493,6 +493,22 @@ describe('ChatClient: reconnect and resume', () => {
     expect(FakeSocket.all).toHaveLength(1);
   });
 
+  it('a message waiting for the connection when the client stops for good (4403) fails with that reason instead of waiting for ever', async () => {
+    const { client, socket, snap, time } = await connected();
+    socket().drop(1006, '');
+    const sent = client.send('typed while away');
+    expect(snap().pending.map((p) => p.status)).toEqual(['pending']);
+    await time.advance(30_000);
+    socket().open();
+    socket().drop(4403, 'banned from this draw');
+    await time.advance(1_000);
+    expect(snap().state).toBe('stopped');
+    const result = await sent;
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error.code).toBe('forbidden');
+    expect(snap().pending.map((p) => p.status)).toEqual(['failed']);
+  });
+
   it('retries the first connection while the server is unreachable, as `connecting`', async () => {
     const time = new FakeTime();
     let up = false;
