@@ -223,6 +223,41 @@ describe.skipIf(!haveChromium && !ci)('the chat widget in Chromium', { timeout: 
     expect(await second.page.getByText('open in too many tabs or devices').count()).toBe(0);
   });
 
+  it('keyboard: the history is one Tab stop away from the input however many messages it holds; the arrow keys move between the messages', async () => {
+    const t = await server();
+    const kim = await t.token('kim');
+    for (let i = 0; i < 40; i++)
+      await t.request('POST', '/live-chat/messages', { token: kim, body: { message: `line ${i}` } });
+    const { page } = await viewer(t.url, 'lee');
+    await poll(() => item(page, 'line 39').count()).toBe(1);
+    const focused = () =>
+      page.evaluate(() => {
+        const el = (globalThis as any).document.activeElement;
+        const row = el?.closest('li');
+        return `${el?.getAttribute('aria-label') ?? el?.tagName}${row ? ` @ ${row.querySelector('.dc-msg__text')?.textContent}` : ''}`;
+      });
+    await page.getByRole('region', { name: 'Message history' }).focus();
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('Like message @ line 39');
+    await page.keyboard.press('ArrowUp');
+    await page.keyboard.press('ArrowUp');
+    expect(await focused()).toBe('Like message @ line 37');
+    await page.keyboard.press('Home');
+    expect(await focused()).toBe('Like message @ line 0');
+    await page.keyboard.press('End');
+    expect(await focused()).toBe('Like message @ line 39');
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('Message');
+    // Back into the list: the message focused last.
+    await page.keyboard.press('Shift+Tab');
+    expect(await focused()).toBe('Like message @ line 39');
+    await page.keyboard.press('ArrowUp');
+    await page.keyboard.press('Space');
+    await poll(() =>
+      item(page, 'line 38').getByRole('button', { name: 'Like message' }).getAttribute('aria-pressed'),
+    ).toBe('true');
+  });
+
   it('sticks to the bottom; scrolled up, a pill counts the new messages and brings them into view', async () => {
     const t = await server();
     const { page } = await viewer(t.url, 'gina');
@@ -253,9 +288,33 @@ describe.skipIf(!haveChromium && !ci)('the chat widget in Chromium', { timeout: 
     await poll(() => item(page, 'one').count()).toBe(1);
     await say(page, 'two');
     await poll(() => item(page, 'two').count()).toBe(1);
+    // Every text the alerts show, from the first.
+    await page.evaluate(() => {
+      // The page's globals (this file is typed without the DOM library).
+      const g = globalThis as any;
+      const told: string[] = [];
+      g.told = told;
+      const spoken = (el: any): string => {
+        const copy = el.cloneNode(true);
+        for (const hidden of copy.querySelectorAll('[aria-hidden="true"]')) hidden.remove();
+        return copy.textContent ?? '';
+      };
+      new g.MutationObserver(() => {
+        for (const a of g.document.querySelectorAll('[role="alert"]')) {
+          const text = spoken(a);
+          if (told.at(-1) !== text) told.push(text);
+        }
+      }).observe(g.document.body, { subtree: true, childList: true, characterData: true });
+    });
     await say(page, 'three');
     const alert = page.getByRole('alert').filter({ hasText: /try again in \d+ s/i });
     await poll(() => alert.count()).toBe(1);
+    // The first wait shown is counted on the clock of now, not on the one of when the page last ticked (the page
+    // opened seconds before: it read more than 60 s for a moment).
+    const told: string[] = await page.evaluate(() => (globalThis as any).told);
+    const toldWait = Number(/Try again in (\d+) s/.exec(told[0]!)?.[1]);
+    expect(toldWait).toBeGreaterThan(0);
+    expect(toldWait).toBeLessThanOrEqual(60);
     // The wait counts from the first message of the minute: 60 s minus what has passed since (a slow machine can
     // take seconds over the three sends).
     const shown = Number(/Try again in (\d+) s/.exec((await alert.textContent()) ?? '')?.[1]);
@@ -389,7 +448,12 @@ describe.skipIf(!haveChromium && !ci)('the chat widget in Chromium', { timeout: 
             import { mountLiveChat } from '${t.url}/embed/draw-chat.js';
             const getToken = async () => ${JSON.stringify(ivy)};
             mountLiveChat(document.getElementById('chat'), { baseUrl: '${t.url}', getToken });
-            document.getElementById('element').getToken = getToken;
+            // The element's getToken is asked as mountLiveChat's is: with { refused } (null until one is refused).
+            window.elementAsked = [];
+            document.getElementById('element').getToken = async (context) => {
+              window.elementAsked.push(context === undefined ? 'no context' : context.refused);
+              return ${JSON.stringify(ivy)};
+            };
           </script>
         </body></html>`,
       }),
@@ -406,6 +470,9 @@ describe.skipIf(!haveChromium && !ci)('the chat widget in Chromium', { timeout: 
     await poll(() =>
       page.locator('#chat').getByRole('listitem').filter({ hasText: 'hello from the platform' }).count(),
     ).toBe(1);
+    const asked: unknown[] = await page.evaluate(() => (globalThis as any).elementAsked);
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.every((refused) => refused === null)).toBe(true);
     expect(errors).toEqual([]);
   });
 });

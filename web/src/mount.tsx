@@ -73,8 +73,11 @@ export function mountLiveChat(element: HTMLElement, options: MountOptions): Moun
  */
 export class DrawChatElement extends HTMLElement {
   static observedAttributes = ['base-url', 'session-id', 'heading'];
-  /** Returns the viewer's JWT; takes precedence over the `token` attribute. */
-  getToken: (() => string | Promise<string>) | undefined;
+  /**
+   * Returns the viewer's JWT; takes precedence over the `token` attribute. `refused` is the token the server
+   * refused last (or null), as for `mountLiveChat`'s `getToken`: hand out a fresh one, not that one again.
+   */
+  getToken: ChatClientOptions['getToken'] | undefined;
   #mounted: MountedChat | undefined;
   #scheduled = false;
 
@@ -113,8 +116,8 @@ export class DrawChatElement extends HTMLElement {
     const sessionId = Number(this.getAttribute('session-id'));
     this.#mounted = mountLiveChat(container, {
       baseUrl: this.getAttribute('base-url') ?? undefined,
-      getToken: () => {
-        if (this.getToken) return this.getToken();
+      getToken: (context) => {
+        if (this.getToken) return this.getToken(context);
         const token = this.getAttribute('token');
         if (!token) throw new Error('<draw-chat> needs a getToken property or a token attribute');
         return token;

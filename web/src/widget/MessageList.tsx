@@ -31,6 +31,12 @@ export function MessageList({ snap, now, empty, onToggleLike, onRetry, onDiscard
    */
   const bottomTop = useRef(0);
   const [unseen, setUnseen] = useState(0);
+  /**
+   * The message whose like button is the list's one Tab stop (a roving tabindex): the one last focused while it
+   * is in the list, else the newest. With a button per message as a Tab stop, a keyboard user pressed Tab once per
+   * message (hundreds) to get from the history to the input; the arrow keys move between the messages instead.
+   */
+  const [focusedId, setFocusedId] = useState<number | null>(null);
   const lastId = useRef(0);
   const messages = snap.messages;
   const canLike = snap.state === 'open';
@@ -95,6 +101,36 @@ export function MessageList({ snap, now, empty, onToggleLike, onRetry, onDiscard
     return () => observer.disconnect();
   }, [stick]);
 
+  const tabStopId =
+    focusedId !== null && messages.some((m) => m.id === focusedId)
+      ? focusedId
+      : (messages.at(-1)?.id ?? null);
+
+  /** Arrow keys, Home and End move between the messages' like buttons. */
+  const onListKeyDown = useCallback((e: React.KeyboardEvent<HTMLUListElement>) => {
+    const from = (e.target as HTMLElement).closest<HTMLElement>('li[data-id]');
+    if (!from || !(e.target as HTMLElement).matches('button.dc-like')) return;
+    const rows = [...e.currentTarget.querySelectorAll<HTMLElement>('li[data-id]')];
+    const at = rows.indexOf(from);
+    const to =
+      e.key === 'ArrowUp'
+        ? rows[at - 1]
+        : e.key === 'ArrowDown'
+          ? rows[at + 1]
+          : e.key === 'Home'
+            ? rows[0]
+            : e.key === 'End'
+              ? rows.at(-1)
+              : undefined;
+    if (!to) return;
+    e.preventDefault();
+    to.querySelector<HTMLElement>('button.dc-like')?.focus();
+  }, []);
+  const onListFocus = useCallback((e: React.FocusEvent<HTMLUListElement>) => {
+    const row = (e.target as HTMLElement).closest<HTMLElement>('li[data-id]');
+    if (row && (e.target as HTMLElement).matches('button.dc-like')) setFocusedId(Number(row.dataset.id));
+  }, []);
+
   const nothing = messages.length === 0 && snap.pending.length === 0;
   return (
     <div className="dc-list-wrap">
@@ -107,15 +143,21 @@ export function MessageList({ snap, now, empty, onToggleLike, onRetry, onDiscard
         aria-label="Message history"
       >
         {nothing && empty}
-        {/* role="list" again: Safari drops list semantics from lists without bullets. */}
-        {/* biome-ignore lint/a11y/noRedundantRoles: see above */}
-        <ul className="dc-list" role="list" aria-label="Chat messages">
+        <ul
+          className="dc-list"
+          // biome-ignore lint/a11y/noRedundantRoles: role="list" again: Safari drops list semantics from lists without bullets
+          role="list"
+          aria-label="Chat messages"
+          onKeyDown={onListKeyDown}
+          onFocus={onListFocus}
+        >
           {messages.map((item) => (
             <MessageRow
               key={item.id}
               item={item}
               mine={item.user_id === you?.user_id}
               canLike={canLike}
+              tabStop={item.id === tabStopId}
               onToggleLike={onToggleLike}
             />
           ))}

@@ -9,11 +9,19 @@ interface StoredProps {
   item: ChatItem;
   mine: boolean;
   canLike: boolean;
+  /** Whether this row's like button is the list's one Tab stop (the others are reached with the arrow keys). */
+  tabStop: boolean;
   onToggleLike: (item: ChatItem) => void;
 }
 
 /** One stored message. The text is rendered as text (React escapes it): markup in a message stays characters. */
-export const MessageRow = memo(function MessageRow({ item, mine, canLike, onToggleLike }: StoredProps) {
+export const MessageRow = memo(function MessageRow({
+  item,
+  mine,
+  canLike,
+  tabStop,
+  onToggleLike,
+}: StoredProps) {
   return (
     <li
       className={`dc-msg${mine ? ' dc-msg--mine' : ''}${item.is_host ? ' dc-msg--host' : ''}`}
@@ -41,6 +49,7 @@ export const MessageRow = memo(function MessageRow({ item, mine, canLike, onTogg
         aria-pressed={item.liked_by_me}
         title={item.liked_by_me ? 'Unlike' : 'Like'}
         disabled={!canLike}
+        tabIndex={tabStop ? 0 : -1}
         onClick={() => onToggleLike(item)}
       >
         <HeartIcon filled={item.liked_by_me} />

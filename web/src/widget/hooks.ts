@@ -6,16 +6,19 @@ export function useChatSnapshot(client: ChatClient): ChatSnapshot {
   return useSyncExternalStore(client.subscribe, client.getSnapshot, client.getSnapshot);
 }
 
-/** The current time, refreshed every `intervalMs` while `active`; `offsetMs` shifts it (server clock). */
+/**
+ * The current time, read at each render, and a render every `intervalMs` while `active`; `offsetMs` shifts it
+ * (server clock). The time is the render's, not the last tick's: the first render after the clock starts (a notice
+ * appears) showed the time it last ticked at, a minute or an hour before, and a countdown read more than it should.
+ */
 export function useNow(intervalMs = 1000, active = true, offsetMs = 0): number {
-  const [now, setNow] = useState(() => Date.now());
+  const [, setTicks] = useState(0);
   useEffect(() => {
     if (!active) return;
-    setNow(Date.now());
-    const timer = window.setInterval(() => setNow(Date.now()), intervalMs);
+    const timer = window.setInterval(() => setTicks((n) => n + 1), intervalMs);
     return () => window.clearInterval(timer);
   }, [intervalMs, active]);
-  return now + offsetMs;
+  return Date.now() + offsetMs;
 }
 
 /** True when the viewer asked the system for less motion. */
