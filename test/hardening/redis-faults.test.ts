@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/domain/clock.js';
 import { createFreshDatabase, postgresAvailable } from '../support/postgres.js';
@@ -71,19 +70,11 @@ async function privateCluster(env: Record<string, string> = {}, options: Pick<No
     },
     /** How many connections are subscribed to a session's channel (PUBSUB NUMSUB), asked of the private Redis. */
     async subscribers(sessionId: number): Promise<number> {
-      const client = new Redis(redis.url, {
-        lazyConnect: true,
-        maxRetriesPerRequest: 0,
-        retryStrategy: () => null,
-      });
-      client.on('error', () => {});
-      try {
-        await client.connect();
-        const res = (await client.pubsub('NUMSUB', `${prefix}session:${sessionId}`)) as [string, number];
-        return Number(res[1]);
-      } finally {
-        client.disconnect();
-      }
+      const res = (await redis.ask((c) => c.pubsub('NUMSUB', `${prefix}session:${sessionId}`))) as [
+        string,
+        number,
+      ];
+      return Number(res[1]);
     },
   };
 }

@@ -79,6 +79,22 @@ function canListen(port: number): Promise<boolean> {
 export class PrivateRedis {
   #child: ChildProcess | undefined;
 
+  /** Runs `fn` on a connection of its own that does not retry (it fails at once while the server is down). */
+  async ask<T>(fn: (client: Redis) => Promise<T>): Promise<T> {
+    const client = new Redis(this.url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
+    client.on('error', () => {});
+    try {
+      await client.connect();
+      return await fn(client);
+    } finally {
+      client.disconnect();
+    }
+  }
+
   private constructor(readonly port: number) {}
 
   static async start(): Promise<PrivateRedis> {
@@ -101,19 +117,10 @@ export class PrivateRedis {
     );
     const deadline = Date.now() + 5000;
     while (Date.now() < deadline) {
-      const client = new Redis(this.url, {
-        lazyConnect: true,
-        maxRetriesPerRequest: 0,
-        retryStrategy: () => null,
-      });
-      client.on('error', () => {});
       try {
-        await client.connect();
-        await client.ping();
-        client.disconnect();
+        await this.ask((client) => client.ping());
         return;
       } catch {
-        client.disconnect();
         await new Promise((r) => setTimeout(r, 50));
       }
     }
