@@ -107,6 +107,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(onError);
+  // A body in a content coding (gzip…) is not decoded here: refused (RFC 9110: 415) rather than read as it is.
+  app.addHook('onRequest', (request, reply, done) => {
+    const coding = request.headers['content-encoding'];
+    if (coding === undefined || coding.trim().toLowerCase() === 'identity') return done();
+    metrics.errors.inc({ code: 'unsupported_media_type' });
+    void sendError(
+      reply,
+      'unsupported_media_type',
+      `Content-Encoding ${coding} is not supported; send plain JSON.`,
+    );
+  });
   app.addHook('onRequest', (request, reply, done) => {
     if (!draining || request.routeOptions.url === '/readyz') return done();
     reply.header('connection', 'close');

@@ -157,6 +157,13 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
       websocket: true,
       // Before the upgrade, so a flood from one address costs a 429, not a socket each.
       onRequest: async (request, reply) => {
+        const malformed = request.ws ? badHandshake(request.raw) : undefined;
+        if (malformed) {
+          deps.metrics.errors.inc({ code: 'bad_request' });
+          reply.header('sec-websocket-version', '13');
+          await sendError(reply, 'bad_request', malformed);
+          return;
+        }
         // Refused already by the fast path (`acceptUpgrade`), which hands refusals to this route to answer.
         const decision =
           (request.raw as RefusableRequest)[REFUSED] ?? handshakes.tryTake(addressKey(request.ip));
@@ -208,7 +215,8 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
     // A reconnect storm is a long poll phase of handshakes: what has fallen due meanwhile runs now (LoopGuard).
     deps.service.loop.poke();
     const match = req.method === 'GET' ? FAST_PATH.exec(req.url ?? '') : null;
-    if (!match) return false;
+    // A malformed handshake goes to the route, which answers it with the coded body.
+    if (!match || badHandshake(req)) return false;
     let handshake: Handshake;
     try {
       // The client address as Fastify's `request.ip` has it: the peer, or with TRUST_PROXY the forwarded one.
@@ -250,6 +258,18 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
     }
     return true;
   };
+}
+
+/**
+ * What is wrong with an upgrade request's WebSocket headers, if anything (the checks `ws` makes, which it would
+ * answer with a 400 of its own, in text/html): answered with the coded body instead.
+ */
+export function badHandshake(req: IncomingMessage): string | undefined {
+  if (req.headers['sec-websocket-version'] !== '13') return 'Sec-WebSocket-Version must be 13 (RFC 6455).';
+  const key = req.headers['sec-websocket-key'];
+  if (typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key))
+    return 'Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455).';
+  return undefined;
 }
 
 /** A handshake refused by the fast path, answered (429) by the route. */

@@ -272,7 +272,7 @@ describe('frames (issue 6)', () => {
     await stillServing();
   });
 
-  it('[H-FRAME-14] what Node refuses before any route (headers over 16 KiB, a malformed request line, two Content-Lengths) gets the coded error body too', async () => {
+  it('[H-FRAME-14] what Node refuses before any route (headers over 16 KiB, a malformed request line, two Content-Lengths), and a chat socket handshake with a bad key or version, get the coded error body too', async () => {
     const u = new URL(wsBase);
     const answer = (bytes: string) =>
       new Promise<string>((resolve, reject) => {
@@ -294,6 +294,19 @@ describe('frames (issue 6)', () => {
         'headers_too_large',
       ],
       ['a malformed request line', 'GARBAGE\r\n\r\n', 400, 'bad_request'],
+      // A chat socket handshake `ws` would refuse with its own text/html 400.
+      [
+        'an upgrade without a valid Sec-WebSocket-Key',
+        `GET /live-chat/ws/${sid}?token=${token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: nope\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+        400,
+        'bad_request',
+      ],
+      [
+        'an upgrade with Sec-WebSocket-Version 8',
+        `GET /live-chat/ws/${sid}?token=${token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n`,
+        400,
+        'bad_request',
+      ],
       [
         'two Content-Lengths',
         'POST /live-chat/like HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}',

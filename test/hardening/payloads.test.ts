@@ -673,6 +673,20 @@ describe('payloads (issue 6)', () => {
       expect(res.status, label).toBe(400);
       expect(((await res.json()) as any).error.code, label).toBe('bad_request');
     }
+    // A content coding the server does not decode (RFC 9110: 415), even over a body that happens to be plain JSON.
+    for (const coding of ['gzip', 'br', 'x-whatever']) {
+      const res = await fetch(`${b.node.url}/live-chat/messages`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${user}`,
+          'content-type': 'application/json',
+          'content-encoding': coding,
+        },
+        body: '{"message":"encoded?"}',
+      });
+      expect(res.status, coding).toBe(415);
+      expect(((await res.json()) as any).error.code, coding).toBe('unsupported_media_type');
+    }
     expect(await storedTexts(b, b.node.userId(user))).toEqual(['bom', 'second', 'charset']);
   });
 });
