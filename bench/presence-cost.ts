@@ -12,11 +12,12 @@
  * commandstats), the rings, and whether every node ends on the exact count.
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { type LocalViewers, RedisPresence } from '../src/realtime/presence.js';
 import { newHistogram, recordMs, summary } from './lib/hist.js';
+import { sleep } from './lib/session.js';
+import { freePort } from './lib/targets.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,7 +31,6 @@ const { values } = parseArgs({
 });
 const seconds = Number(values.seconds);
 const SESSION = 1;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 if (values.probe) {
   // The probe, in a process of its own so that the simulated nodes' JavaScript does not delay its timings.
@@ -80,15 +80,6 @@ class Node implements LocalViewers {
     if (!this.users_.delete(userId)) return;
     this.presence.changed(SESSION, userId, false);
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 let server: ChildProcess | undefined;

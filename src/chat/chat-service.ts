@@ -153,13 +153,19 @@ export const REPLAYED_DELETIONS = 100;
 function rememberDeletion(session: ActiveSession, messageId: number): void {
   const { deleted } = session;
   if (deleted.includes(messageId)) return;
-  // A retry of it is answered from the database (deleted: refused), not with the message from memory.
-  for (const [key, m] of session.byClientId) if (m.id === messageId) session.byClientId.delete(key);
   // Kept in id order: deletions of older messages may come later (the bus does not order them).
   let at = deleted.length;
   while (at > 0 && deleted[at - 1]! > messageId) at--;
   deleted.splice(at, 0, messageId);
   if (deleted.length > REPLAYED_DELETIONS) deleted.shift();
+}
+
+/**
+ * A deleted message leaves `byClientId` with `recent` (as `#remember` drops the keys of messages it trims): a retry
+ * of it is then answered from the database (deleted: refused), not with the message from memory.
+ */
+function forgetClientKey(session: ActiveSession, m: StoredMessage): void {
+  if (m.clientMsgId) session.byClientId.delete(clientKey(m.userId, m.clientMsgId));
 }
 
 /**
@@ -587,6 +593,7 @@ export class ChatService {
     for (const m of active.recent) {
       const stored = inDb.get(m.id);
       if (!stored && m.id >= oldest && m.id <= newest) {
+        forgetClientKey(active, m);
         rememberDeletion(active, m.id);
         this.hub.publish(id, { type: 'message_deleted', session_id: id, message_id: m.id });
         continue;
@@ -1213,6 +1220,8 @@ export class ChatService {
         }
         case 'message_deleted':
           if (active) {
+            const gone = findById(active.recent, e.messageId);
+            if (gone) forgetClientKey(active, gone);
             active.recent = active.recent.filter((m) => m.id !== e.messageId);
             rememberDeletion(active, e.messageId);
           }
@@ -1267,8 +1276,7 @@ export class ChatService {
     if (session.recent.length > RECENT_LIMIT * 1.25) {
       const dropped = session.recent.splice(0, session.recent.length - RECENT_LIMIT);
       session.recentComplete = false;
-      for (const d of dropped)
-        if (d.clientMsgId) session.byClientId.delete(clientKey(d.userId, d.clientMsgId));
+      for (const d of dropped) forgetClientKey(session, d);
     }
   }
 

@@ -28,7 +28,7 @@ import type {
 const TOKEN_RENEW_BEFORE_MS = 60_000;
 /** Least wait between two renewals, should the token source keep handing out the same nearly-expired token. */
 const TOKEN_RENEW_MIN_GAP_MS = 10_000;
-/** A socket that has sent nothing (not even a `pong`) for this long after a ping is taken for dead (`#armHeartbeat`). */
+/** A socket that has sent nothing (not even a `pong`) for this long after a ping (at most `heartbeatMs`) is taken for dead. */
 const HEARTBEAT_TIMEOUT_MS = 10_000;
 /** While the chat is turned off there is no opening to wait for; look again this often. */
 const DISABLED_POLL_MS = 60_000;
@@ -884,7 +884,7 @@ export class ChatClient {
         this.#onClose(1006, 'heartbeat timeout');
         return;
       }
-      this.#heartbeatTimer = this.#setTimeout(ping, Math.max(0, this.#heartbeatMs - deadline));
+      this.#heartbeatTimer = this.#setTimeout(ping, this.#heartbeatMs - deadline);
     };
     this.#heartbeatTimer = this.#setTimeout(ping, this.#heartbeatMs);
   }

@@ -12,6 +12,7 @@ import type { Clock } from '../domain/clock.js';
 import { everyMs } from '../observability/every.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CloseCode } from '../protocol/close-codes.js';
+import { ChatError, type ErrorCode } from '../protocol/errors.js';
 import { PROTOCOL_VERSION } from '../protocol/messages.js';
 import type { ChatStore } from '../store/types.js';
 import type { DevKeys } from './auth/dev-auth.js';
@@ -53,7 +54,8 @@ const UPGRADE_DEADLINE_MS = 10_000;
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { settings, service, metrics } = deps;
   let draining = false;
-  const onError = errorHandler((code) => metrics.errors.inc({ code }));
+  const countError = (code: ErrorCode) => metrics.errors.inc({ code });
+  const onError = errorHandler(countError);
 
   const app = Fastify({
     loggerInstance: deps.logger,
@@ -66,7 +68,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // maxParamLength) gets the same coded body as everything else (SPEC §4), not Fastify's own.
     frameworkErrors: (err, request, reply) => void onError(err, request, reply),
     // And what Node's parser refuses before that (headers over 16 KiB, a malformed request, a slowloris timeout).
-    clientErrorHandler: clientErrorHandler((code) => metrics.errors.inc({ code })),
+    clientErrorHandler: clientErrorHandler(countError),
     // While draining, requests get a coded 503 from the hook below instead of Fastify's own body.
     return503OnClosing: false,
     // Slowloris (issue 6): Node checks the timeouts below only every `connectionsCheckingInterval`, 30 s by
@@ -86,7 +88,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     try {
       text = utf8.decode(body as Buffer);
     } catch {
-      return done(Object.assign(new Error('The body is not valid UTF-8.'), { statusCode: 400 }), undefined);
+      return done(new ChatError('bad_request', 'The body is not valid UTF-8.'), undefined);
     }
     if (text.trim() === '') return done(null, undefined);
     parseJson(request, text, done);
@@ -108,14 +110,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(onError);
   // A body in a content coding (gzip…) is not decoded here: refused (RFC 9110: 415) rather than read as it is.
-  app.addHook('onRequest', (request, reply, done) => {
+  app.addHook('onRequest', (request, _reply, done) => {
     const coding = request.headers['content-encoding'];
     if (coding === undefined || coding.trim().toLowerCase() === 'identity') return done();
-    metrics.errors.inc({ code: 'unsupported_media_type' });
-    void sendError(
-      reply,
-      'unsupported_media_type',
-      `Content-Encoding ${coding} is not supported; send plain JSON.`,
+    done(
+      new ChatError(
+        'unsupported_media_type',
+        `Content-Encoding ${coding} is not supported; send plain JSON.`,
+      ),
     );
   });
   app.addHook('onRequest', (request, reply, done) => {
@@ -218,11 +220,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // (whose hook, registered just above, sets `request.ws`) would upgrade it and close it without a code, outside
   // the per-address handshake cap. It is answered as a wrong path is, with a coded 404, and its connection ends
   // with the response (onResponse).
-  app.addHook('onRequest', (request, reply, done) => {
+  app.addHook('onRequest', (request, _reply, done) => {
     const route = request.routeOptions.url;
     if (!request.ws || route === undefined || route === WS_PATH) return done();
-    metrics.errors.inc({ code: 'not_found' });
-    void sendError(reply, 'not_found', `No WebSocket at ${redactUrl(request.url).split('?')[0]}.`);
+    done(new ChatError('not_found', `No WebSocket at ${redactUrl(request.url).split('?')[0]}.`));
   });
 
   // An upgrade request answered with a plain HTTP response (404, 414, 429…) leaves its socket outside Node's

@@ -208,7 +208,7 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
    * The upgrade fast path: a well-formed chat socket request (`GET /live-chat/ws/<id>`, the path exactly) is
    * rate-limited and upgraded here, without Fastify's router, request and reply objects and hooks; each of
    * those is per handshake, and nothing of them is used by a socket (issue 5: handshakes per second). Returns
-   * false for anything else (other paths, other methods, a refusal to answer with 429), which the caller then
+   * false for anything else (other paths, other methods, a malformed handshake, a refusal to answer with 429), which the caller then
    * hands to Fastify, where `WS_PATH` above and every other route answer as they always did.
    */
   return function acceptUpgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer) {
@@ -264,7 +264,7 @@ export function wsRoutes(app: FastifyInstance, deps: WsDeps) {
  * What is wrong with an upgrade request's WebSocket headers, if anything (the checks `ws` makes, which it would
  * answer with a 400 of its own, in text/html): answered with the coded body instead.
  */
-export function badHandshake(req: IncomingMessage): string | undefined {
+function badHandshake(req: IncomingMessage): string | undefined {
   if (req.headers['sec-websocket-version'] !== '13') return 'Sec-WebSocket-Version must be 13 (RFC 6455).';
   const key = req.headers['sec-websocket-key'];
   if (typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key))

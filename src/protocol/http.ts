@@ -34,18 +34,14 @@ export const StatusResponse = z.object({
 });
 export type StatusResponse = z.infer<typeof StatusResponse>;
 
-/** A positive integer in decimal digits only: JavaScript's number syntax (`0x10`, `1e3`, ` 5`, `5.0`) is not an id. */
-const positiveIntString = z
-  .string()
-  .regex(/^[1-9][0-9]*$/, 'must be a positive integer')
-  .transform(Number)
-  .pipe(z.number().int().positive());
-/** The same, or 0. */
-const nonNegativeIntString = z
-  .string()
-  .regex(/^(?:0|[1-9][0-9]*)$/, 'must be a non-negative integer')
-  .transform(Number)
-  .pipe(z.number().int().nonnegative());
+/** An integer from `min` (0 or 1) in decimal digits only: JavaScript's number syntax (`0x10`, `1e3`, ` 5`, `5.0`) is not an id. */
+const intString = (min: 0 | 1) =>
+  z
+    .string()
+    .regex(min === 0 ? /^(?:0|[1-9][0-9]*)$/ : /^[1-9][0-9]*$/, `must be an integer from ${min}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min));
+const positiveIntString = intString(1);
 
 /** With the `u` flag a surrogate class matches only unpaired halves (a pair is one code point). */
 export const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
@@ -71,7 +67,7 @@ export const HistoryQuery = z.object({
   limit: positiveIntString.optional().describe('Page size; values above the history limit are clamped to it'),
   before_id: positiveIntString.optional(),
   // `after_id=0` is the oldest page; `after_id=` (empty) is refused, as it is for the other ids.
-  after_id: nonNegativeIntString.optional(),
+  after_id: intString(0).optional(),
 });
 export const HistoryResponse = z.object({
   session_id: z.number().int().positive().nullable(),

@@ -15,7 +15,7 @@ import { RedisWatchdog } from './redis-watchdog.js';
  * How long any Redis command may take before it fails (and its caller falls back as for an unreachable Redis).
  * Redis answers in well under a millisecond; a second is a Redis that hangs, not a busy one.
  */
-export const REDIS_COMMAND_TIMEOUT_MS = 1_000;
+const REDIS_COMMAND_TIMEOUT_MS = 1_000;
 
 export interface Cluster {
   readonly nodeId: string;
@@ -54,7 +54,7 @@ export async function connectCluster(
   };
   const command = new Redis(url, { ...base, connectionName: `drawchat-${nodeId}` });
   const pub = new Redis(url, { ...base, connectionName: `drawchat-pub-${nodeId}` });
-  // The bus makes the subscriptions on every ready connection (RedisBus `#sync`), and only then.
+  // The bus makes the subscriptions itself (RedisBus `#sync`): on every ready connection, and at each join and leave.
   const sub = new Redis(url, { ...base, autoResubscribe: false, connectionName: `drawchat-sub-${nodeId}` });
   const clients = [command, pub, sub];
   for (const c of clients) {
@@ -65,15 +65,11 @@ export async function connectCluster(
   }
   // A Redis that hangs keeps its connections `ready`: the watchdog drops them, and they count as down until it
   // answers again.
-  const watchdog = new RedisWatchdog(
-    { command, publish: pub, subscribe: sub },
-    {
-      onHang: (connection, silentMs) =>
-        log.warn(
-          { node: nodeId, connection, silent_ms: silentMs },
-          'redis stopped answering: dropping the connection and reconnecting',
-        ),
-    },
+  const watchdog = new RedisWatchdog({ command, publish: pub, subscribe: sub }, (connection, silentMs) =>
+    log.warn(
+      { node: nodeId, connection, silent_ms: silentMs },
+      'redis stopped answering: dropping the connection and reconnecting',
+    ),
   );
   metrics.redisUp.set(0);
   await Promise.all(clients.map((c) => c.connect().catch(() => {})));

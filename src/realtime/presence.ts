@@ -69,7 +69,7 @@ export interface RedisPresenceOptions {
 /** A node rings the others at most this often per session: a storm of joins is one ring per interval. */
 export const RING_INTERVAL_MS = 250;
 /** And reads the count at most this often per session when rung (rings of several nodes are one read). */
-export const RECOUNT_INTERVAL_MS = 250;
+const RECOUNT_INTERVAL_MS = 250;
 /** A ring is answered this much later, so that the rings of several nodes at once make one read. */
 const RECOUNT_DELAY_MS = 50;
 
@@ -134,7 +134,7 @@ end
  * not (it has written nothing for the session since it last knew itself registered), then pairs of '1' join or
  * '0' leave and the user. Returns { distinct viewers, then per change: after a leave, how many nodes still have
  * the user }, or { -1 } when this node is not registered (taken out, or Redis lost its keys): its set must be
- * written afresh. Liveness and expiries are the beat's; keys this creates get their expiry here.
+ * written afresh. Liveness is the beat's; a batch with more joins than leaves renews the expiry of the keys it grew.
  */
 const CHANGES = `
 local node, keyTtl = ARGV[1], ARGV[2]
@@ -365,14 +365,7 @@ export class RedisPresence implements Presence {
       .then((res) => {
         const n = res[0] ?? 0;
         if (n < 0) {
-          if (this.#stale(sessionId, syncs)) {
-            this.#registered.delete(sessionId);
-            this.log.info(
-              { session: sessionId },
-              'presence: this node was no longer registered; writing its viewers afresh',
-            );
-            void this.#sync(sessionId);
-          }
+          if (this.#stale(sessionId, syncs)) void this.#rewrite(sessionId);
           // Asked after the rewrite, which has gone out (or an earlier one, whose answer came first).
           for (const c of waiting)
             this.#askElsewhere(sessionId, c.userId).then(c.waiter!.resolve, c.waiter!.reject);
@@ -404,9 +397,8 @@ export class RedisPresence implements Presence {
     if (this.redis.status !== 'ready') return false;
     // A leave of this turn, not sent yet: its answer says how many nodes still have the user.
     const batch = this.#batches.get(sessionId);
-    // The caller asks right after the leave: it is the last change, found without a scan.
-    const last = batch?.at(-1);
-    const pending = last?.userId === userId ? last : batch?.findLast((c) => c.userId === userId);
+    // The caller asks right after the leave: it is the last change, the first `findLast` looks at.
+    const pending = batch?.findLast((c) => c.userId === userId);
     if (pending && !pending.active) {
       if (!pending.waiter) {
         const waiter = {} as NonNullable<Change['waiter']>;
@@ -500,8 +492,19 @@ export class RedisPresence implements Presence {
     this.#ringTimers.set(sessionId, t);
   }
 
+  /** This node found itself no longer registered (taken out while it stalled, or Redis lost its keys). */
+  #rewrite(sessionId: number): Promise<void> {
+    this.log.info(
+      { session: sessionId },
+      'presence: this node was no longer registered; writing its viewers afresh',
+    );
+    return this.#sync(sessionId);
+  }
+
   /** Writes this node's set of the session afresh from its viewers now (none: it leaves the session). */
   async #sync(sessionId: number): Promise<void> {
+    // After `close`, which has taken this node's viewers out: nothing may register it again.
+    if (this.#closed) return;
     const users = this.local.users(sessionId);
     this.#dirty.delete(sessionId);
     const syncs = (this.#syncs.get(sessionId) ?? 0) + 1;
@@ -576,13 +579,7 @@ export class RedisPresence implements Presence {
         const hasViewers = this.local.count(sessionId) > 0 ? '1' : '0';
         const res = await this.#scripts.drawchatPresenceBeat(...this.#args(sessionId), hasViewers);
         if (res[0] >= 0) this.#maintained(sessionId, res);
-        else if (this.#stale(sessionId, syncs)) {
-          this.log.info(
-            { session: sessionId },
-            'presence: this node was no longer registered; writing its viewers afresh',
-          );
-          await this.#sync(sessionId);
-        }
+        else if (this.#stale(sessionId, syncs)) await this.#rewrite(sessionId);
       } catch (err) {
         this.log.debug({ err }, 'presence heartbeat failed');
       }

@@ -1,14 +1,5 @@
 import type { Redis } from 'ioredis';
 
-export interface RedisWatchdogOptions {
-  /** How often each ready connection is looked at (and sent a PING when it has heard something since the last), ms. */
-  everyMs?: number;
-  /** A connection that has heard nothing for this long after a PING is taken for hung, ms. */
-  silentMs?: number;
-  /** A connection was taken for hung; the watchdog destroys its socket right after (ioredis then reconnects). */
-  onHang(name: string, silentMs: number): void;
-}
-
 interface Watched {
   readonly name: string;
   readonly client: Redis;
@@ -22,9 +13,12 @@ interface Watched {
   receivedAtPing: number;
 }
 
-/** Default period and silence: a hang is noticed within about 2 to 2.5 s. */
-export const WATCHDOG_EVERY_MS = 500;
-export const WATCHDOG_SILENT_MS = 2_000;
+/**
+ * How often each ready connection is looked at (and sent a PING when it has heard something since the last), and
+ * how long one that has heard nothing after a PING may stay silent: a hang is noticed within about 2 to 2.5 s.
+ */
+const WATCHDOG_EVERY_MS = 500;
+const WATCHDOG_SILENT_MS = 2_000;
 
 /**
  * Notices a Redis that stops answering without closing its connections (a process stopped or stuck, a network
@@ -44,13 +38,13 @@ export const WATCHDOG_SILENT_MS = 2_000;
 export class RedisWatchdog {
   readonly #watched: Watched[];
   readonly #timer: NodeJS.Timeout;
-  readonly #silentMs: number;
-  readonly #onHang: (name: string, silentMs: number) => void;
   #stopped = false;
 
-  constructor(clients: Record<string, Redis>, options: RedisWatchdogOptions) {
-    this.#silentMs = options.silentMs ?? WATCHDOG_SILENT_MS;
-    this.#onHang = options.onHang;
+  /** `onHang`: a connection was taken for hung; its socket is destroyed right after (ioredis then reconnects). */
+  constructor(
+    clients: Record<string, Redis>,
+    private readonly onHang: (name: string, silentMs: number) => void,
+  ) {
     this.#watched = Object.entries(clients).map(([name, client]) => {
       const w: Watched = { name, client, epoch: 0, received: 0, pingedAt: undefined, receivedAtPing: 0 };
       client.on('ready', () => {
@@ -63,7 +57,7 @@ export class RedisWatchdog {
       });
       return w;
     });
-    this.#timer = setInterval(() => this.#tick(), options.everyMs ?? WATCHDOG_EVERY_MS);
+    this.#timer = setInterval(() => this.#tick(), WATCHDOG_EVERY_MS);
     this.#timer.unref();
   }
 
@@ -78,7 +72,8 @@ export class RedisWatchdog {
     for (const w of this.#watched) {
       if (w.client.status !== 'ready') continue;
       if (w.pingedAt !== undefined && w.received === w.receivedAtPing) {
-        if (now - w.pingedAt >= this.#silentMs) suspects.push({ w, epoch: w.epoch, pingedAt: w.pingedAt });
+        if (now - w.pingedAt >= WATCHDOG_SILENT_MS)
+          suspects.push({ w, epoch: w.epoch, pingedAt: w.pingedAt });
         continue;
       }
       w.pingedAt = now;
@@ -94,7 +89,7 @@ export class RedisWatchdog {
         if (w.client.status !== 'ready') continue;
         w.epoch++;
         w.pingedAt = undefined;
-        this.#onHang(w.name, Math.round(performance.now() - pingedAt));
+        this.onHang(w.name, Math.round(performance.now() - pingedAt));
         // Not `disconnect(true)`: that half-closes and waits (up to its disconnectTimeout) for a peer that is not
         // answering to close its side. A destroyed socket closes now, and ioredis reconnects.
         w.client.stream.destroy();

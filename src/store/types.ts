@@ -190,8 +190,7 @@ export interface ChatStore {
   /** Of `messageIds`, the ones `userId` likes. */
   likedMessageIds(userId: string, messageIds: readonly number[]): Promise<Set<number>>;
 
-  /** Replaces the winners of a session. */
-  /** Returns the session's write_seq taken with the change: a later list has a greater one. */
+  /** Replaces the winners of a session; returns the session's write_seq taken with it (a later list's is greater). */
   setWinners(sessionId: number, userIds: readonly string[], at: number): Promise<number>;
   getWinners(sessionId: number): Promise<string[]>;
 

@@ -123,10 +123,8 @@ export function chatRoutes(app: FastifyInstance, service: ChatService, auth: Aut
         response: { 200: MessageLikeResponse, ...errorResponses(400, 401, 404, 409, 414, 429) },
       },
       onRequest: auth.check('user'),
-      handler: async (request) => {
-        const r = await service.likeMessage(auth.userOf(request), request.params.message_id, liked);
-        return { message_id: r.message_id, likes: r.likes, liked: r.liked };
-      },
+      // The response schema keeps `message_id`, `likes` and `liked` (`changed` is for the WebSocket's answer).
+      handler: async (request) => service.likeMessage(auth.userOf(request), request.params.message_id, liked),
     });
   }
 
